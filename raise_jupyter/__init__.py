@@ -1,0 +1,52 @@
+"""Raise: a feature store that lives in the Jupyter notebook.
+
+Feature groups are Delta Lake tables under a store root (``~/.raise`` by default) with a SQLite
+catalog; DuckDB computes derived features and runs queries. No server is needed.
+
+Examples
+--------
+>>> from raise_jupyter import FeatureStore                          # doctest: +SKIP
+>>> fs = FeatureStore("acme/ml/engagement")                        # doctest: +SKIP
+>>> group = fs.create_feature_group("user-signals", keys="user_id")  # doctest: +SKIP
+>>> group.create_feature("clicks", dtype="int64")                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+
+from raise_jupyter.errors import (
+    ConflictError,
+    DefinitionError,
+    IngestError,
+    NotFoundError,
+    QueryError,
+    RaiseError,
+    RaiseWarning,
+    StoreError,
+)
+from raise_jupyter.feature import Feature
+from raise_jupyter.group import FeatureGroup
+from raise_jupyter.results import IngestResult, QueryResult
+from raise_jupyter.store import FeatureStore
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "ConflictError",
+    "DefinitionError",
+    "Feature",
+    "FeatureGroup",
+    "FeatureStore",
+    "IngestError",
+    "IngestResult",
+    "NotFoundError",
+    "QueryError",
+    "QueryResult",
+    "RaiseError",
+    "RaiseWarning",
+    "StoreError",
+    "__version__",
+]

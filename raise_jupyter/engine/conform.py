@@ -1,0 +1,252 @@
+"""Checking ingested data against a feature group's schema and converting it without loss.
+
+Only conversions that keep every value are applied: integers to wider integers or floats,
+floats to narrower types when each value survives the round trip, timestamps to microseconds
+in UTC, ISO 8601 strings to timestamps and dates. Anything else is an IngestError that names
+the column, the rows and the fix. Naive timestamps are taken as UTC; dates become midnight UTC.
+NaN and infinity in float columns are stored as values (a pandas DataFrame is the exception:
+pandas marks missing floats with NaN, so they arrive as nulls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raise_jupyter.dtypes import DType, infer_dtype
+from raise_jupyter.engine.expressions import suggest
+from raise_jupyter.errors import IngestError
+
+MAX_ROWS_LISTED = 10
+
+_t = pa.types
+
+
+def describe_rows(indices: list[int], total: int) -> str:
+    """Format row numbers for an error message, such as "rows 3, 9 and 12 (0-based)"."""
+    shown = ", ".join(f"{i:,}" for i in indices[:MAX_ROWS_LISTED])
+    more = f", ... ({total:,} rows in all)" if total > len(indices[:MAX_ROWS_LISTED]) else ""
+    noun = "row" if total == 1 else "rows"
+    return f"{noun} {shown}{more} (0-based)"
+
+
+def _mask_indices(mask: pa.ChunkedArray | pa.Array) -> tuple[list[int], int]:
+    mask = pc.fill_null(mask, False)
+    indices = pc.indices_nonzero(mask)
+    total = len(indices)
+    return indices[:MAX_ROWS_LISTED].to_pylist(), total
+
+
+def _values_at(column: pa.ChunkedArray, indices: list[int]) -> str:
+    values = [column[i].as_py() for i in indices[:3]]
+    return ", ".join(repr(v) for v in values)
+
+
+def _decode(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if _t.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    if _t.is_large_string(column.type) or _t.is_string_view(column.type):
+        return column.cast(pa.string())
+    if _t.is_large_binary(column.type) or _t.is_binary_view(column.type) or _t.is_fixed_size_binary(column.type):
+        return column.cast(pa.binary())
+    return column
+
+
+def _same_or_both_missing(left: pa.ChunkedArray, right: pa.ChunkedArray) -> pa.ChunkedArray:
+    equal = pc.fill_null(pc.equal(left, right), False)
+    both_null = pc.and_(pc.is_null(left), pc.is_null(right))
+    result = pc.or_(equal, both_null)
+    if _t.is_floating(left.type) and _t.is_floating(right.type):
+        result = pc.or_(result, pc.fill_null(pc.and_(pc.is_nan(left), pc.is_nan(right)), False))
+    return result
+
+
+def _round_trip(name: str, column: pa.ChunkedArray, target: pa.DataType, dtype: DType) -> pa.ChunkedArray:
+    """Cast ``column`` to ``target`` and raise if any value changes on the way back."""
+    try:
+        converted = column.cast(target, safe=False)
+        back = converted.cast(column.type, safe=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        _wrong_type(name, column.type, dtype)
+
+    changed = pc.invert(_same_or_both_missing(column, back))
+    indices, total = _mask_indices(changed)
+    if total:
+        raise IngestError(
+            f"Column {name!r} ({column.type}) cannot be stored as {dtype.name} without loss: "
+            f"{describe_rows(indices, total)} hold {_values_at(column, indices)}. Convert or "
+            f"round these values first, or declare the feature with a dtype that holds them."
+        )
+    return converted
+
+
+def _wrong_type(name: str, source: pa.DataType, dtype: DType) -> None:
+    inferred = infer_dtype(source)
+    hint = f" or declare the feature as {inferred.name!r}" if inferred else ""
+    raise IngestError(
+        f"Column {name!r} has type {source}, which cannot be stored in feature {name!r} "
+        f"({dtype.name}): convert the column{hint}."
+    )
+
+
+def _parse_strings(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.ChunkedArray:
+    target = dtype.storage_type
+    attempts = [target] if dtype.name == "date" else [target, pa.timestamp("us")]
+    for attempt in attempts:
+        try:
+            parsed = column.cast(attempt)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        # Strings without a zone offset are wall-clock times in UTC.
+        return parsed.cast(target) if attempt != target else parsed
+
+    bad = [i for i in range(min(len(column), 1_000_000)) if not _parses(column[i].as_py(), attempts)]
+    where = f"{describe_rows(bad, len(bad))} hold {_values_at(column, bad)}" if bad else "some rows do not parse"
+    raise IngestError(
+        f"Column {name!r} holds strings that are not ISO 8601 {dtype.name}s: {where}. "
+        "Use a form such as '2024-05-01T12:00:00Z', and one form for the whole column."
+    )
+
+
+def _parses(value: object, attempts: list[pa.DataType]) -> bool:
+    if value is None:
+        return True
+    for attempt in attempts:
+        try:
+            pa.array([value]).cast(attempt)
+            return True
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return False
+
+
+def _convert_scalar(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.ChunkedArray:
+    source = column.type
+    target = dtype.storage_type
+    if source == target:
+        return column
+    if _t.is_null(source):
+        return pa.chunked_array([pa.nulls(len(column), target)], type=target)
+
+    numeric = _t.is_integer(source) or _t.is_floating(source) or _t.is_decimal(source)
+    if dtype.is_numeric and numeric:
+        if _t.is_decimal(source):
+            return column.cast(target, safe=False)
+        return _round_trip(name, column, target, dtype)
+
+    temporal = _t.is_timestamp(source) or _t.is_date(source)
+    if dtype.name in ("timestamp", "date") and temporal:
+        if _t.is_timestamp(source) and source.tz is None:
+            # Naive timestamps are taken as UTC.
+            column = column.cast(pa.timestamp(source.unit, tz="UTC"))
+        return _round_trip(name, column, target, dtype)
+
+    if dtype.name in ("timestamp", "date") and _t.is_string(source):
+        return _parse_strings(name, column, dtype)
+    if dtype.name == "string" and _t.is_string(source):
+        return column
+    if dtype.name == "bytes" and _t.is_binary(source):
+        return column
+
+    _wrong_type(name, source, dtype)
+    raise AssertionError("unreachable")
+
+
+def _list_like(arrow_type: pa.DataType) -> bool:
+    return _t.is_list(arrow_type) or _t.is_large_list(arrow_type) or _t.is_fixed_size_list(arrow_type)
+
+
+def _convert_list(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.ChunkedArray:
+    assert dtype.element is not None
+    if _t.is_null(column.type):
+        return pa.chunked_array([pa.nulls(len(column), dtype.storage_type)], type=dtype.storage_type)
+    if not _list_like(column.type):
+        _wrong_type(name, column.type, dtype)
+
+    column = column.cast(pa.list_(column.type.value_type))
+    if dtype.kind == "vector":
+        lengths = pc.list_value_length(column)
+        wrong = pc.and_(pc.not_equal(lengths, dtype.length), pc.is_valid(column))
+        indices, total = _mask_indices(wrong)
+        if total:
+            found = ", ".join(str(lengths[i].as_py()) for i in indices[:3])
+            raise IngestError(
+                f"Column {name!r} must hold vectors of length {dtype.length} ({dtype.name}), but "
+                f"{describe_rows(indices, total)} have length {found}."
+            )
+
+    chunks = []
+    for chunk in column.chunks:
+        values = pa.chunked_array([chunk.values], type=chunk.type.value_type)
+        values = convert_column(f"{name}[]", _decode(values), dtype.element)
+        offsets = chunk.offsets
+        rebuilt = pa.ListArray.from_arrays(offsets, values.combine_chunks(), mask=chunk.is_null())
+        chunks.append(rebuilt.cast(dtype.storage_type))
+    return pa.chunked_array(chunks, type=dtype.storage_type)
+
+
+def convert_column(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.ChunkedArray:
+    """Return ``column`` in the storage type of ``dtype``; raise IngestError if that loses data."""
+    column = _decode(column)
+    if dtype.kind == "scalar":
+        return _convert_scalar(name, column, dtype)
+    return _convert_list(name, column, dtype)
+
+
+def check_columns(
+    table: pa.Table,
+    stored: Mapping[str, DType],
+    *,
+    derived: Iterable[str],
+    required: Iterable[str],
+) -> None:
+    """Raise for duplicate, derived, unknown or missing required columns of ``table``."""
+    names = table.column_names
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise IngestError(f"The data has duplicate columns {duplicates}; rename them first.")
+
+    derived_names = set(derived)
+    computed = [n for n in names if n in derived_names]
+    if computed:
+        raise IngestError(
+            f"Column {computed[0]!r} is a derived feature, computed when the group is read; "
+            "drop it from the data."
+        )
+
+    for name in names:
+        if name not in stored:
+            raise IngestError(
+                f"Column {name!r} is not a feature of this group.{suggest(name, stored)} "
+                f"Features: {', '.join(stored)}. Create the feature first, or drop the column."
+            )
+
+    for name in required:
+        if name not in names:
+            raise IngestError(f"The data has no column {name!r}, which the group needs (key or event time).")
+
+
+def check_not_null(table: pa.Table, columns: Iterable[str], *, role: str) -> None:
+    """Raise if any of ``columns`` holds a null, naming the rows."""
+    for name in columns:
+        column = table.column(name)
+        if column.null_count:
+            indices, total = _mask_indices(pc.is_null(column))
+            raise IngestError(
+                f"{describe_rows(indices, total).capitalize()} have a null {role} {name!r}; "
+                "nothing was written. Drop or fill those rows and ingest again."
+            )
+
+
+def conform(table: pa.Table, stored: Mapping[str, DType]) -> pa.Table:
+    """Return a table with every stored column, in the storage types, filling absent ones with null."""
+    arrays = []
+    for name, dtype in stored.items():
+        if name in table.column_names:
+            arrays.append(convert_column(name, table.column(name), dtype))
+        else:
+            arrays.append(pa.chunked_array([pa.nulls(table.num_rows, dtype.storage_type)], type=dtype.storage_type))
+    schema = pa.schema([pa.field(name, dtype.storage_type) for name, dtype in stored.items()])
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -1,0 +1,201 @@
+"""The offline store: one Delta Lake table per feature group.
+
+Every table has the internal column ``_raise_seq`` (ingest batch number times 2**32 plus the row
+number in the batch), which orders rows by ingestion. The Delta schema is kept equal to the
+group's stored features, so appends never change table metadata and concurrent writers do not
+conflict with each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Schema, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+from raise_jupyter.errors import NotFoundError
+
+logger = logging.getLogger(__name__)
+
+SEQ_COLUMN = "_raise_seq"
+BATCH_METADATA_KEY = "raise.batch"
+ROWS_PER_BATCH_LIMIT = 2**32
+
+# Row groups of about 128k rows keep DuckDB's scans parallel after compaction.
+_WRITER_PROPERTIES = WriterProperties(max_row_group_size=131_072, compression="ZSTD")
+
+_cache_lock = threading.Lock()
+_latest: dict[str, DeltaTable] = {}
+
+
+@dataclass(frozen=True)
+class TableFiles:
+    """The Parquet files and schema of one table version."""
+
+    version: int
+    paths: list[str]
+    columns: dict[str, pa.DataType]
+
+
+def seq_values(batch: int, rows: int) -> pa.Array:
+    """Return the ``_raise_seq`` values of a batch of ``rows`` rows."""
+    import numpy as np
+
+    return pa.array(np.arange(rows, dtype=np.int64) + (batch << 32), pa.int64())
+
+
+def create_table(path: Path) -> None:
+    """Create an empty table at ``path`` that has only the internal column."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([pa.field(SEQ_COLUMN, pa.int64())])
+    DeltaTable.create(str(path), schema=schema, mode="ignore", name=path.name)
+
+
+def add_columns(path: Path, fields: list[pa.Field]) -> int:
+    """Add nullable columns to the table schema and return the new table version."""
+    table = _open_latest(path)
+    existing = set(pa.schema(table.schema().to_arrow()).names)
+    new_fields = [f.with_nullable(True) for f in fields if f.name not in existing]
+    if new_fields:
+        delta_fields = Schema.from_arrow(pa.schema(new_fields)).fields
+        table.alter.add_columns(delta_fields)
+    return table.version()
+
+
+def append(path: Path, data: pa.Table, batch: int) -> int:
+    """Append ``data`` as one commit and return the table version it created."""
+    properties = CommitProperties(custom_metadata={BATCH_METADATA_KEY: str(batch)})
+    write_deltalake(
+        str(path),
+        data,
+        mode="append",
+        writer_properties=_WRITER_PROPERTIES,
+        commit_properties=properties,
+    )
+    return _find_batch_version(path, batch)
+
+
+def _find_batch_version(path: Path, batch: int) -> int:
+    table = _open_latest(path)
+    # Concurrent writers may have committed after this one, so look back a little.
+    for limit in (16, 256, None):
+        for entry in table.history(limit):
+            if entry.get(BATCH_METADATA_KEY) == str(batch):
+                return int(entry["version"])
+        if limit is not None and len(table.history(limit)) < limit:
+            break
+    raise NotFoundError(f"Ingest batch {batch} is missing from the commit log of {path}.")
+
+
+def overwrite(path: Path, data: pa.Table | pa.RecordBatchReader, schema: pa.Schema) -> int:
+    """Replace the table's rows and schema in one commit and return the new version."""
+    write_deltalake(
+        str(path),
+        data,
+        mode="overwrite",
+        schema_mode="overwrite",
+        writer_properties=_WRITER_PROPERTIES,
+    )
+    table = _open_latest(path)
+    if pa.schema(table.schema().to_arrow()).names != schema.names:
+        logger.warning("Schema of %s after overwrite differs from the requested one", path)
+    return table.version()
+
+
+def _open_latest(path: Path) -> DeltaTable:
+    key = str(path)
+    with _cache_lock:
+        table = _latest.get(key)
+    if table is None:
+        table = _load(path, None)
+        with _cache_lock:
+            _latest[key] = table
+    else:
+        table.update_incremental()
+    return table
+
+
+def _load(path: Path, version: int | str | dt.datetime | None) -> DeltaTable:
+    try:
+        if version is None:
+            return DeltaTable(str(path))
+        table = DeltaTable(str(path))
+        table.load_as_version(version)
+        return table
+    except (DeltaError, OSError, ValueError) as error:
+        raise NotFoundError(f"Cannot open table version {version!r} of {path}: {error}") from None
+
+
+def forget(path: Path) -> None:
+    """Drop the cached table object of ``path`` (after the table was deleted)."""
+    with _cache_lock:
+        _latest.pop(str(path), None)
+
+
+def latest_version(path: Path) -> int:
+    return _open_latest(path).version()
+
+
+def table_files(path: Path, version: int | dt.datetime | None = None) -> TableFiles:
+    """Return the files of a version (the latest by default), oldest file first."""
+    table = _open_latest(path) if version is None else _load(path, version)
+    actions = table.get_add_actions(flatten=False)
+    actions = pa.table(actions) if not isinstance(actions, pa.Table) else actions
+    if actions.num_rows:
+        names = actions.column("path").to_pylist()
+        times = actions.column("modification_time").to_pylist()
+        ordered = [name for _, name in sorted(zip(times, names))]
+    else:
+        ordered = []
+    root = Path(table.table_uri.removeprefix("file://"))
+    paths = [str(root / name) for name in ordered]
+    columns = {f.name: f.type for f in pa.schema(table.schema().to_arrow())}
+    return TableFiles(version=table.version(), paths=paths, columns=columns)
+
+
+def history(path: Path) -> list[dict[str, object]]:
+    return _open_latest(path).history()
+
+
+def compact(path: Path, *, retention: dt.timedelta) -> dict[str, object]:
+    """Merge small files into large ones, then delete files unreferenced for ``retention``."""
+    table = _open_latest(path)
+    metrics = table.optimize.compact(writer_properties=_WRITER_PROPERTIES)
+    hours = max(0, int(retention.total_seconds() // 3600))
+    removed = table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
+    logger.info("Compacted %s: %s; removed %d unreferenced files", path, metrics, len(removed))
+    return {"compaction": metrics, "removed_files": len(removed), "version": table.version()}
+
+
+def delete_table(path: Path, trash: Path) -> None:
+    """Move the table out of the way first so no reader sees half a table, then delete it."""
+    forget(path)
+    if not path.exists():
+        return
+    trash.mkdir(parents=True, exist_ok=True)
+    target = trash / f"{path.name}-{uuid.uuid4().hex}"
+    path.rename(target)
+    shutil.rmtree(target, ignore_errors=True)
+
+
+__all__ = [
+    "CommitFailedError",
+    "SEQ_COLUMN",
+    "TableFiles",
+    "add_columns",
+    "append",
+    "compact",
+    "create_table",
+    "delete_table",
+    "latest_version",
+    "overwrite",
+    "seq_values",
+    "table_files",
+]

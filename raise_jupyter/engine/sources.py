@@ -1,0 +1,151 @@
+"""Conversion of everything ``FeatureGroup.ingest`` accepts into one Arrow table."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from raise_jupyter.engine.duck import connection, literal
+from raise_jupyter.errors import IngestError
+
+ACCEPTED_INPUTS = (
+    "a pandas or polars DataFrame, a pyarrow Table, RecordBatch or RecordBatchReader, "
+    "a list of dicts, a dict of columns, or a path or glob of Parquet, CSV or JSON files"
+)
+
+_READERS = {
+    ".parquet": "read_parquet",
+    ".pq": "read_parquet",
+    ".csv": "read_csv",
+    ".tsv": "read_csv",
+    ".json": "read_json_auto",
+    ".jsonl": "read_json_auto",
+    ".ndjson": "read_json_auto",
+}
+
+
+def to_arrow_table(data: Any) -> pa.Table:
+    """Return ``data`` as an Arrow table, raising IngestError for unsupported inputs."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, pa.RecordBatchReader):
+        # NOTE: the whole stream is read into memory so that it can be checked before anything
+        # is written; ingest very large inputs in several calls.
+        return data.read_all()
+    if isinstance(data, (str, os.PathLike)):
+        return _read_files(data)
+
+    module = type(data).__module__.split(".")[0]
+    if module == "pandas":
+        return _from_pandas(data)
+    if module == "polars":
+        return _from_polars(data)
+    if isinstance(data, Mapping):
+        return _from_columns(data)
+    if isinstance(data, Sequence) and not isinstance(data, (bytes, bytearray)):
+        return _from_rows(data)
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.table(data)
+
+    raise IngestError(f"Cannot ingest a {type(data).__name__}: pass {ACCEPTED_INPUTS}.")
+
+
+def _from_pandas(frame: Any) -> pa.Table:
+    import pandas as pd
+
+    if isinstance(frame, pd.Series):
+        frame = frame.to_frame()
+    if not isinstance(frame, pd.DataFrame):
+        raise IngestError(f"Cannot ingest a {type(frame).__name__}: pass {ACCEPTED_INPUTS}.")
+    if any(name is not None for name in frame.index.names):
+        frame = frame.reset_index()
+
+    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    if duplicated:
+        raise IngestError(f"The DataFrame has duplicate column names {duplicated}; rename them first.")
+    try:
+        # pandas marks missing float values with NaN, so pyarrow turns NaN into null here.
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise IngestError(f"Cannot convert the DataFrame to Arrow: {error}") from None
+
+
+def _from_polars(frame: Any) -> pa.Table:
+    if hasattr(frame, "collect") and not hasattr(frame, "to_arrow"):
+        frame = frame.collect()
+    if hasattr(frame, "to_frame") and not hasattr(frame, "columns"):
+        frame = frame.to_frame()
+    return frame.to_arrow()
+
+
+def _from_columns(columns: Mapping[Any, Any]) -> pa.Table:
+    arrays = {}
+    for name, values in columns.items():
+        try:
+            arrays[str(name)] = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise IngestError(f"Column {name!r} has values of mixed or unsupported types: {error}") from None
+    try:
+        return pa.table(arrays)
+    except pa.ArrowInvalid as error:
+        raise IngestError(f"The columns have different lengths: {error}") from None
+
+
+def _from_rows(rows: Sequence[Any]) -> pa.Table:
+    if not rows:
+        return pa.table({})
+    names: dict[str, None] = {}
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise IngestError(
+                f"Row {index} is a {type(row).__name__}, not a dict: a list input must hold one "
+                "dict per row, such as [{'user_id': 1, 'clicks': 3}]."
+            )
+        names.update(dict.fromkeys(str(key) for key in row))
+    return _from_columns({name: [row.get(name) for row in rows] for name in names})
+
+
+def _read_files(location: str | os.PathLike[str]) -> pa.Table:
+    text = os.fspath(location)
+    paths = sorted(glob.glob(text, recursive=True)) if glob.has_magic(text) else [text]
+    if not paths or not all(Path(p).exists() for p in paths):
+        raise IngestError(f"No file matches {text!r}; check the path or glob.")
+
+    expanded = []
+    for path in paths:
+        if Path(path).is_dir():
+            expanded.extend(sorted(str(p) for p in Path(path).rglob("*") if _reader_of(p) and p.is_file()))
+        else:
+            expanded.append(path)
+
+    readers = {_reader_of(Path(p)) for p in expanded}
+    if None in readers or len(readers) != 1:
+        raise IngestError(
+            f"Cannot read {text!r}: the files must all be Parquet (.parquet), CSV (.csv, .tsv) "
+            "or JSON (.json, .jsonl, .ndjson) files of one kind."
+        )
+
+    reader = readers.pop()
+    files = ", ".join(literal(p) for p in expanded)
+    options = ", union_by_name = true" if reader != "read_json_auto" else ""
+    cursor = connection().cursor()
+    try:
+        return cursor.execute(f"SELECT * FROM {reader}([{files}]{options})").to_arrow_table()
+    except Exception as error:  # duckdb reports unreadable files with several Error classes
+        raise IngestError(f"Cannot read {text!r}: {str(error).splitlines()[0]}") from None
+    finally:
+        cursor.close()
+
+
+def _reader_of(path: Path) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".zst"):
+        suffixes = suffixes[:-1]
+    return _READERS.get(suffixes[-1]) if suffixes else None

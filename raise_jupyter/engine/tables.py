@@ -1,0 +1,72 @@
+"""SQLAlchemy table definitions of the catalog.
+
+The migrations under ``migrations/versions`` create these tables; a test compares the two so
+they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+feature_groups = sa.Table(
+    "feature_groups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("namespace", sa.String(400), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("keys", sa.JSON, nullable=True),
+    sa.Column("event_time", sa.String(128), nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("tags", sa.JSON, nullable=False),
+    # Table location relative to the store root, so a store can be moved as a whole.
+    sa.Column("table_path", sa.String(600), nullable=False),
+    # Next ingest batch number; each ingest takes one, which orders rows by ingestion.
+    sa.Column("next_batch", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("namespace", "name", name="uq_feature_groups_namespace_name"),
+)
+
+features = sa.Table(
+    "features",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "group_id",
+        sa.Integer,
+        sa.ForeignKey("feature_groups.id", ondelete="CASCADE", name="fk_features_group_id"),
+        nullable=False,
+    ),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("dtype", sa.String(64), nullable=False),
+    sa.Column("derived_from", sa.Text, nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("group_id", "name", name="uq_features_group_id_name"),
+)
+
+ingests = sa.Table(
+    "ingests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "group_id",
+        sa.Integer,
+        sa.ForeignKey("feature_groups.id", ondelete="CASCADE", name="fk_ingests_group_id"),
+        nullable=False,
+    ),
+    sa.Column("batch", sa.BigInteger, nullable=False),
+    # "pending" while the Delta commit runs, then "committed" or "failed". A process killed
+    # mid-ingest leaves "pending"; the Delta log, not this row, decides what readers see.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("table_version", sa.BigInteger, nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("group_id", "batch", name="uq_ingests_group_id_batch"),
+)

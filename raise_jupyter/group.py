@@ -1,0 +1,697 @@
+"""``FeatureGroup``: definitions, ingest and reads of one feature group.
+
+A ``FeatureGroup`` object holds only the group's identity; every property reads the catalog,
+so objects in several kernels always show the current definition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from raise_jupyter import definitions, names
+from raise_jupyter.dtypes import infer_dtype
+from raise_jupyter.engine import conform, expressions, offline, reader, sources
+from raise_jupyter.engine.catalog import FeatureRecord, GroupRecord
+from raise_jupyter.errors import (
+    ConflictError,
+    DefinitionError,
+    IngestError,
+    NotFoundError,
+    QueryError,
+    RaiseWarning,
+)
+from raise_jupyter.feature import (
+    Feature,
+    FeatureSpec,
+    make_spec,
+    read_spec_file,
+    specs_from_list,
+    specs_from_schema,
+)
+from raise_jupyter.results import IngestResult
+
+if TYPE_CHECKING:
+    import pandas
+    import polars
+
+    from raise_jupyter.store import FeatureStore
+
+__all__ = ["FeatureGroup"]
+
+logger = logging.getLogger(__name__)
+
+_UNSET: Any = object()
+_COMMIT_ATTEMPTS = 5
+DEFAULT_RETENTION = dt.timedelta(days=7)
+
+
+class FeatureGroup:
+    """A named set of features stored as one Delta Lake table.
+
+    Get one from ``FeatureStore.create_feature_group`` or ``get_feature_group``.
+    """
+
+    def __init__(self, store: FeatureStore, record: GroupRecord) -> None:
+        self._store = store
+        self._catalog = store._catalog
+        self._id = record.id
+        self.name = record.name
+        self.namespace = record.namespace
+        self._path = store.root / record.table_path
+
+    # -- definition -------------------------------------------------------------------------
+
+    def _record(self) -> GroupRecord:
+        with self._catalog.read() as conn:
+            record = self._catalog.get_group_by_id(conn, self._id)
+        if record is None:
+            raise NotFoundError(f"Feature group {self.name!r} was deleted.")
+        return record
+
+    def _load(self) -> tuple[GroupRecord, list[FeatureRecord]]:
+        with self._catalog.read() as conn:
+            record = self._catalog.get_group_by_id(conn, self._id)
+            features = self._catalog.list_features(conn, self._id) if record else []
+        if record is None:
+            raise NotFoundError(f"Feature group {self.name!r} was deleted.")
+        return record, features
+
+    @property
+    def keys(self) -> list[str] | None:
+        """Entity key columns, or None if not set."""
+        keys = self._record().keys
+        return list(keys) if keys is not None else None
+
+    @property
+    def event_time(self) -> str | None:
+        """Column holding each row's event time, or None for a snapshot group."""
+        return self._record().event_time
+
+    @property
+    def description(self) -> str | None:
+        return self._record().description
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self._record().tags
+
+    @property
+    def features(self) -> list[Feature]:
+        """All features (stored and derived), in definition order."""
+        _, records = self._load()
+        return [definitions.feature_of(r, self.name) for r in records]
+
+    @property
+    def schema(self) -> dict[str, str]:
+        """Column name to dtype, as reads return them: keys, event time, stored, then derived."""
+        record, records = self._load()
+        layout = definitions.layout_of(record, records)
+        return {name: layout.dtype(name).name for name in layout.names}
+
+    @property
+    def version(self) -> int:
+        """Current Delta table version (0 for a group that has never been written)."""
+        return offline.latest_version(self._path)
+
+    def __repr__(self) -> str:
+        return f"FeatureGroup({self.namespace}/{self.name})"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        record, records = self._load()
+        rows = "".join(
+            f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.dtype)}</td>"
+            f"<td>{html.escape(r.derived_from or '')}</td><td>{html.escape(r.description or '')}</td></tr>"
+            for r in records
+        )
+        keys = ", ".join(record.keys or []) or "(not set)"
+        return (
+            f"<p><b>{html.escape(self.namespace)}/{html.escape(self.name)}</b> keys: {html.escape(keys)}, "
+            f"event time: {html.escape(record.event_time or '(not set)')}</p>"
+            f"<table><tr><th>feature</th><th>dtype</th><th>derived from</th><th>description</th></tr>{rows}</table>"
+        )
+
+    def feature(self, name: str) -> Feature:
+        """Return the feature ``name``; raise NotFoundError with a suggestion if it is missing."""
+        features = self.features
+        for feature in features:
+            if feature.name == name:
+                return feature
+        known = [f.name for f in features]
+        raise NotFoundError(
+            f"Feature {name!r} does not exist in group {self.name!r}.{expressions.suggest(name, known)} "
+            f"Features: {', '.join(known) or '(none)'}."
+        )
+
+    def _has_data(self) -> bool:
+        return bool(offline.table_files(self._path).paths)
+
+    def _apply_group_definition(
+        self,
+        *,
+        keys: list[str] | None,
+        event_time: str | None,
+        description: str | None,
+        tags: dict[str, str] | None,
+        replace: bool,
+    ) -> None:
+        """Reconcile a repeated ``create_feature_group`` call with the stored definition."""
+        requested = {"keys": keys, "event_time": event_time, "description": description, "tags": tags}
+        with self._catalog.write() as conn:
+            record = self._catalog.get_group_by_id(conn, self._id)
+            if record is None:
+                raise NotFoundError(f"Feature group {self.name!r} was deleted.")
+            current = {
+                "keys": list(record.keys) if record.keys is not None else None,
+                "event_time": record.event_time,
+                "description": record.description,
+                "tags": record.tags or None,
+            }
+            changes = {k: v for k, v in requested.items() if v is not None and v != current[k]}
+            if not changes:
+                return
+
+            conflicts = {k: v for k, v in changes.items() if current[k] is not None}
+            if conflicts and not replace:
+                shown = "\n".join(f"  {k}: existing {current[k]!r}, new {v!r}" for k, v in conflicts.items())
+                raise ConflictError(
+                    f"Feature group {self.name!r} already exists with a different definition:\n{shown}\n"
+                    "Pass replace=True to replace these settings."
+                )
+            if {"keys", "event_time"} & set(changes) and self._has_data():
+                raise ConflictError(
+                    f"Keys and event time of feature group {self.name!r} cannot change because it holds "
+                    "data; create a new group with the keys and event time you need and ingest again."
+                )
+            features = self._catalog.list_features(conn, self._id)
+            self._validate_roles(changes.get("keys", current["keys"]), changes.get("event_time", current["event_time"]), features)
+            values = dict(changes)
+            if "tags" in values:
+                values["tags"] = values["tags"] or {}
+            self._catalog.update_group(conn, self._id, **values)
+        logger.info("Updated feature group %s: %s", self.name, sorted(changes))
+
+    def _validate_roles(self, keys: Sequence[str] | None, event_time: str | None, features: list[FeatureRecord]) -> None:
+        if keys and event_time and event_time in keys:
+            raise DefinitionError(f"Column {event_time!r} cannot be both a key and the event time.")
+        definitions.validate_group(keys or (), event_time, [definitions.definition_of(f) for f in features])
+
+    def set_keys(self, *keys: str) -> FeatureGroup:
+        """Set the entity key columns; allowed until the group holds data.
+
+        Examples
+        --------
+        >>> group.set_keys("user_id")              # doctest: +SKIP
+        >>> group.set_keys("origin", "dest")       # doctest: +SKIP
+        """
+        if len(keys) == 1 and not isinstance(keys[0], str):
+            keys = tuple(keys[0])
+        from raise_jupyter.store import _normalize_keys
+
+        normalized = _normalize_keys(list(keys))
+        self._apply_group_definition(keys=normalized, event_time=None, description=None, tags=None, replace=True)
+        return self
+
+    def set_event_time(self, column: str) -> FeatureGroup:
+        """Set the event time column; allowed until the group holds data."""
+        column = names.validate_feature_name(column)
+        self._apply_group_definition(keys=None, event_time=column, description=None, tags=None, replace=True)
+        return self
+
+    def _require_keys(self, purpose: str) -> list[str]:
+        keys = self.keys
+        if not keys:
+            raise DefinitionError(
+                f"Feature group {self.name!r} has no keys, which {purpose} needs. Set them with "
+                f"group.set_keys('user_id') before the first ingest, or create the group with keys=[...]."
+            )
+        return keys
+
+    # -- features ---------------------------------------------------------------------------
+
+    def _define(self, specs: list[FeatureSpec], *, replace: bool) -> list[Feature]:
+        if not specs:
+            return []
+        has_data = self._has_data()
+        with self._catalog.write() as conn:
+            record = self._catalog.get_group_by_id(conn, self._id)
+            if record is None:
+                raise NotFoundError(f"Feature group {self.name!r} was deleted.")
+            current = self._catalog.list_features(conn, self._id)
+            plan = definitions.plan_changes(record, current, specs, replace=replace, has_data=has_data)
+            if plan.is_empty:
+                return self._pick(plan, specs)
+
+            for definition in plan.inserts:
+                self._catalog.insert_feature(
+                    conn,
+                    self._id,
+                    name=definition.name,
+                    dtype=definition.dtype,
+                    derived_from=definition.derived_from,
+                    description=definition.description,
+                    tags=definition.tags,
+                )
+            for existing, definition in plan.updates:
+                self._catalog.update_feature(
+                    conn,
+                    existing.id,
+                    dtype=definition.dtype,
+                    derived_from=definition.derived_from,
+                    description=definition.description,
+                    tags=definition.tags,
+                )
+            # The Delta schema follows the catalog inside the catalog transaction, so a failure
+            # here rolls the definitions back.
+            self._sync_table_schema(plan.result)
+
+        logger.info(
+            "Defined features of %s: %d created, %d updated", self.name, len(plan.inserts), len(plan.updates)
+        )
+        return self._pick(plan, specs)
+
+    def _pick(self, plan: definitions.Plan, specs: list[FeatureSpec]) -> list[Feature]:
+        by_lower = {d.name.lower(): d for d in plan.result}
+        return [by_lower[s.name.lower()].to_feature(self.name) for s in specs]
+
+    def _sync_table_schema(self, result: Sequence[definitions.Definition]) -> None:
+        fields = [
+            pa.field(d.name, definitions.parse_dtype(d.dtype).storage_type)
+            for d in result
+            if d.derived_from is None
+        ]
+        offline.add_columns(self._path, fields)
+
+    def create_feature(
+        self,
+        name: str,
+        dtype: str | None = None,
+        *,
+        derived_from: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, str] | Sequence[str] | None = None,
+        replace: bool = False,
+    ) -> Feature:
+        """Create a stored feature, or a derived one computed by a SQL expression.
+
+        Parameters
+        ----------
+        name
+            Column name: letters, digits and ``_``.
+        dtype
+            ``bool``, ``int8`` to ``int64``, ``float32``, ``float64``, ``string``, ``date``,
+            ``timestamp`` (UTC), ``bytes``, vectors ``float32[N]`` / ``float64[N]`` / ``int64[N]``,
+            or ``list<T>``. A derived feature may omit it to take the expression's type.
+        derived_from
+            One row-level DuckDB expression over the group's other columns, such as
+            ``"clicks / NULLIF(impressions, 0)"``. It is checked now against the group's schema
+            and computed whenever the group is read.
+        replace
+            Replace a different existing definition instead of raising ConflictError.
+
+        Examples
+        --------
+        >>> group.create_feature("clicks", dtype="int64")                       # doctest: +SKIP
+        >>> group.create_feature("ctr", dtype="float64",
+        ...                      derived_from="clicks / NULLIF(impressions, 0)")  # doctest: +SKIP
+        """
+        spec = make_spec(name, dtype, derived_from=derived_from, description=description, tags=tags)
+        return self._define([spec], replace=replace)[0]
+
+    def create_features_from_schema(
+        self, schema: Mapping[str, str | Mapping[str, Any]], *, replace: bool = False
+    ) -> list[Feature]:
+        """Create features from a dict of name to dtype; features that already match are kept.
+
+        Examples
+        --------
+        >>> group.create_features_from_schema({"clicks": "int64", "emb": "float32[512]"})  # doctest: +SKIP
+        """
+        return self._define(specs_from_schema(schema), replace=replace)
+
+    def create_features_from_file(self, path: str | os.PathLike[str], *, replace: bool = False) -> list[Feature]:
+        """Create features from a YAML or JSON file.
+
+        The file holds a mapping of name to dtype, a list of feature specifications (dicts with
+        ``name``, ``dtype``, ``derived_from``, ``description``, ``tags``), or either under a
+        ``features:`` key.
+        """
+        return self._define(read_spec_file(path), replace=replace)
+
+    def create_features(self, specs: Sequence[Mapping[str, Any]], *, replace: bool = False) -> list[Feature]:
+        """Create features from a list of dicts with ``name``, ``dtype`` and optional fields."""
+        return self._define(specs_from_list(specs), replace=replace)
+
+    def update_feature(
+        self,
+        name: str,
+        *,
+        dtype: str = _UNSET,
+        derived_from: str | None = _UNSET,
+        description: str | None = _UNSET,
+        tags: Mapping[str, str] | Sequence[str] | None = _UNSET,
+    ) -> Feature:
+        """Change parts of a feature's definition; arguments left out keep their value.
+
+        ``derived_from=None`` turns a derived feature into a stored one. The dtype of a stored
+        feature that holds data cannot change.
+        """
+        current = self.feature(name)
+        spec = make_spec(
+            name,
+            current.dtype if dtype is _UNSET else dtype,
+            derived_from=current.derived_from if derived_from is _UNSET else derived_from,
+            description=current.description if description is _UNSET else description,
+            tags=dict(current.tags) if tags is _UNSET else tags,
+        )
+        return self._define([spec], replace=True)[0]
+
+    def delete_feature(self, name: str) -> None:
+        """Delete a feature; the stored values of a stored feature are removed from the table.
+
+        Older table versions keep the values and stay readable with ``as_of=`` until
+        ``compact()`` removes their files.
+        """
+        names.validate_feature_name(name)
+        with self._catalog.write() as conn:
+            record = self._catalog.get_group_by_id(conn, self._id)
+            current = self._catalog.list_features(conn, self._id)
+            target = next((f for f in current if f.name == name), None)
+            if record is None or target is None:
+                known = [f.name for f in current]
+                raise NotFoundError(
+                    f"Feature {name!r} does not exist in group {self.name!r}."
+                    f"{expressions.suggest(name, known)} Features: {', '.join(known) or '(none)'}."
+                )
+            if name in (record.keys or ()) or name == record.event_time:
+                raise DefinitionError(
+                    f"Feature {name!r} is a key or the event time of group {self.name!r} and cannot be deleted."
+                )
+            users = definitions.dependents_of(name, [definitions.definition_of(f) for f in current])
+            if users:
+                raise DefinitionError(
+                    f"Feature {name!r} is used by derived features {users}; delete or change those first."
+                )
+            self._catalog.delete_feature(conn, target.id)
+            if target.derived_from is None:
+                remaining = [f for f in current if f.id != target.id]
+                self._drop_column(name, remaining)
+        logger.info("Deleted feature %s.%s", self.name, name)
+
+    def _drop_column(self, name: str, remaining: list[FeatureRecord]) -> None:
+        files = offline.table_files(self._path)
+        if name not in files.columns:
+            return
+        keep = [c for c in files.columns if c != name]
+        schema = pa.schema([pa.field(c, _storage_type(files.columns[c])) for c in keep])
+        if files.paths:
+            select = ", ".join(reader.quote(c) for c in keep)
+            scan = reader._parquet_scan(files.paths)
+            data = reader.read_arrow(f"SELECT {select} FROM {scan}").cast(schema)
+        else:
+            data = schema.empty_table()
+        offline.overwrite(self._path, data, schema)
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    def ingest(self, data: Any) -> IngestResult:
+        """Append rows to the group's table in one commit; on any error nothing is written.
+
+        Parameters
+        ----------
+        data
+            A pandas or polars DataFrame, a pyarrow Table, RecordBatch or RecordBatchReader, a
+            list of dicts, a dict of columns, or a path or glob of Parquet, CSV or JSON files.
+
+        Notes
+        -----
+        Columns must be features of the group; absent features are stored as null. Only
+        lossless conversions are applied. Naive timestamps are taken as UTC and dates as
+        midnight UTC. NaN and infinity in float columns are stored as values, except that
+        pandas' NaN marks a missing value and arrives as null. Keys and event time must not be
+        null. A group with no features yet gets them inferred from the data (with a warning).
+
+        Returns
+        -------
+        IngestResult
+            Rows written and the table version holding them.
+        """
+        table = sources.to_arrow_table(data)
+        record, records = self._load()
+        if table.num_rows == 0:
+            return IngestResult(self.name, 0, self.version)
+        if table.num_rows >= offline.ROWS_PER_BATCH_LIMIT:
+            raise IngestError(f"One ingest takes at most {offline.ROWS_PER_BATCH_LIMIT - 1:,} rows; split the data.")
+
+        inferred = self._infer_features(table, record, records)
+        layout = definitions.layout_of(record, [*records, *inferred])
+        required = [*(record.keys or ()), *([record.event_time] if record.event_time else [])]
+        conform.check_columns(table, layout.stored, derived=layout.derived, required=required)
+        conformed = conform.conform(table, layout.stored)
+        conform.check_not_null(conformed, record.keys or (), role="key")
+        if record.event_time:
+            conform.check_not_null(conformed, [record.event_time], role="event time")
+
+        if inferred:
+            self._register_inferred(inferred)
+        version = self._append(conformed)
+        logger.info("Ingested %d rows into %s (version %d)", table.num_rows, self.name, version)
+        return IngestResult(self.name, table.num_rows, version, [f.name for f in inferred])
+
+    def _infer_features(self, table: pa.Table, record: GroupRecord, records: list[FeatureRecord]) -> list[FeatureRecord]:
+        existing = {r.name for r in records}
+        roles = [*(record.keys or ()), *([record.event_time] if record.event_time else [])]
+        if records:
+            candidates = [n for n in roles if n not in existing and n in table.column_names]
+        else:
+            candidates = list(table.column_names)
+
+        inferred = []
+        for position, name in enumerate(candidates):
+            names.validate_feature_name(name)
+            dtype = infer_dtype(table.column(name).type)
+            if name == record.event_time and (dtype is None or dtype.name == "string"):
+                dtype = definitions.parse_dtype("timestamp")
+            if dtype is None:
+                raise IngestError(
+                    f"Cannot infer a dtype for column {name!r} ({table.column(name).type}); declare it "
+                    f"first, such as group.create_feature({name!r}, dtype='string')."
+                )
+            inferred.append(FeatureRecord(0, self._id, name, dtype.name, None, None, {}, position))
+
+        if inferred:
+            plan_specs = [make_spec(f.name, f.dtype) for f in inferred]
+            definitions.plan_changes(record, records, plan_specs, replace=False, has_data=False)
+            listed = ", ".join(f"{f.name} {f.dtype}" for f in inferred)
+            warnings.warn(
+                f"Inferred {len(inferred)} features of {self.name!r} from the data: {listed}. Declare "
+                "features with create_features_from_schema() to choose their dtypes.",
+                RaiseWarning,
+                stacklevel=3,
+            )
+        return inferred
+
+    def _register_inferred(self, inferred: list[FeatureRecord]) -> None:
+        self._define([make_spec(f.name, f.dtype) for f in inferred], replace=False)
+
+    def _append(self, conformed: pa.Table) -> int:
+        batch = self._catalog.begin_ingest(self._id, conformed.num_rows)
+        try:
+            version = self._commit(conformed, batch)
+        except BaseException:
+            self._catalog.finish_ingest(self._id, batch, status="failed", table_version=None)
+            raise
+        self._catalog.finish_ingest(self._id, batch, status="committed", table_version=version)
+        return version
+
+    def _commit(self, conformed: pa.Table, batch: int) -> int:
+        seq = offline.seq_values(batch, conformed.num_rows)
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+            columns = offline.table_files(self._path).columns
+            missing = [pa.field(n, conformed.schema.field(n).type) for n in conformed.column_names if n not in columns]
+            if missing:
+                offline.add_columns(self._path, missing)
+                columns = offline.table_files(self._path).columns
+            arrays = []
+            for name, arrow_type in columns.items():
+                if name == offline.SEQ_COLUMN:
+                    arrays.append(seq)
+                elif name in conformed.column_names:
+                    arrays.append(conformed.column(name))
+                else:
+                    arrays.append(pa.nulls(conformed.num_rows, _storage_type(arrow_type)))
+            schema = pa.schema([pa.field(n, _storage_type(t)) for n, t in columns.items()])
+            data = pa.Table.from_arrays(arrays, schema=schema)
+            try:
+                return offline.append(self._path, data, batch)
+            except offline.CommitFailedError as error:
+                if attempt == _COMMIT_ATTEMPTS:
+                    raise
+                logger.warning("Commit of batch %d to %s failed (%s); retrying", batch, self.name, error)
+        raise AssertionError("unreachable")
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _resolve_version(self, as_of: Any) -> Any:
+        if isinstance(as_of, bool):
+            raise DefinitionError(f"as_of must be a table version or a timestamp, got {as_of!r}.")
+        try:
+            return reader.resolve_version(self._path, as_of)
+        except (ValueError, TypeError):
+            raise DefinitionError(
+                f"as_of must be a table version number, a datetime or an ISO 8601 string, got {as_of!r}."
+            ) from None
+
+    def _files(self, as_of: Any) -> offline.TableFiles:
+        version = self._resolve_version(as_of)
+        try:
+            return offline.table_files(self._path, version)
+        except NotFoundError:
+            latest = self.version
+            raise NotFoundError(
+                f"Feature group {self.name!r} has no table version {as_of!r}; versions run from 0 to "
+                f"{latest}, and timestamps must not precede the group's creation."
+            ) from None
+
+    def _select_sql(
+        self, columns: str | Sequence[str] | None, where: str | None, as_of: Any, *, include_seq: bool = False
+    ) -> tuple[str, pa.Schema, int]:
+        record, records = self._load()
+        layout = definitions.layout_of(record, records)
+        selected = self._check_selection(columns, layout.names)
+        if where is not None:
+            parsed = expressions.parse_expression(where, what="the where filter")
+            expressions.check_columns(parsed, layout.names, what="the where filter")
+        files = self._files(as_of)
+        sql = reader.relation_sql(layout, files, columns=selected, where=where, include_seq=include_seq)
+        schema_columns = [offline.SEQ_COLUMN, *selected] if include_seq else selected
+        schema = pa.schema(
+            [pa.field(offline.SEQ_COLUMN, pa.int64())] * include_seq
+            + [pa.field(n, layout.dtype(n).arrow_type) for n in schema_columns[include_seq:]]
+        )
+        return sql, schema, files.version
+
+    def _check_selection(self, columns: str | Sequence[str] | None, available: list[str]) -> list[str]:
+        if columns is None:
+            return available
+        if isinstance(columns, str):
+            columns = [columns]
+        selected = list(columns)
+        for name in selected:
+            if name not in available:
+                raise NotFoundError(
+                    f"Column {name!r} is not in group {self.name!r}.{expressions.suggest(name, available)} "
+                    f"Columns: {', '.join(available)}."
+                )
+        return selected
+
+    def _view_sql(self) -> tuple[str, int]:
+        sql, _, version = self._select_sql(None, None, None)
+        return sql, version
+
+    def to_arrow(
+        self,
+        columns: str | Sequence[str] | None = None,
+        *,
+        where: str | None = None,
+        as_of: int | str | dt.datetime | None = None,
+    ) -> pa.Table:
+        """Read the group's rows, with derived features computed.
+
+        Parameters
+        ----------
+        columns
+            Columns to return (stored or derived); all by default.
+        where
+            A row filter in DuckDB SQL over any column, such as ``"clicks > 10"``.
+        as_of
+            A table version number (see ``IngestResult.version``), or a datetime or ISO 8601
+            string to read the table as it was then (naive values are UTC).
+
+        Examples
+        --------
+        >>> group.to_arrow(["user_id", "ctr"], where="impressions > 0")  # doctest: +SKIP
+        """
+        sql, schema, _ = self._select_sql(columns, where, as_of)
+        try:
+            return reader.read_arrow(sql, schema)
+        except Exception as error:  # duckdb raises many Error subclasses
+            if isinstance(error, pa.ArrowException):
+                raise
+            raise QueryError(f"Reading feature group {self.name!r} failed: {str(error).strip()}") from None
+
+    def to_pandas(
+        self,
+        columns: str | Sequence[str] | None = None,
+        *,
+        where: str | None = None,
+        as_of: int | str | dt.datetime | None = None,
+    ) -> pandas.DataFrame:
+        """Read the group into a pandas DataFrame; see ``to_arrow`` for the parameters."""
+        return self.to_arrow(columns, where=where, as_of=as_of).to_pandas()
+
+    def to_polars(
+        self,
+        columns: str | Sequence[str] | None = None,
+        *,
+        where: str | None = None,
+        as_of: int | str | dt.datetime | None = None,
+    ) -> polars.DataFrame:
+        """Read the group into a polars DataFrame; see ``to_arrow`` for the parameters."""
+        try:
+            import polars as pl
+        except ImportError:
+            raise ImportError("to_polars() needs polars: pip install polars") from None
+        return pl.from_arrow(self.to_arrow(columns, where=where, as_of=as_of))
+
+    def count(self, *, as_of: int | str | dt.datetime | None = None) -> int:
+        """Return the number of rows (of a table version with ``as_of``)."""
+        sql, _, _ = self._select_sql([], None, as_of)
+        return int(reader.read_arrow(f"SELECT count(*) AS n FROM ({sql}) AS t").column("n")[0].as_py())
+
+    def history(self) -> pandas.DataFrame:
+        """Return the table's versions, newest first: version, time, operation and rows added."""
+        import pandas as pd
+
+        rows = []
+        for entry in offline.history(self._path):
+            metrics = entry.get("operationMetrics", {}) or {}
+            rows.append(
+                {
+                    "version": entry.get("version"),
+                    "timestamp": pd.Timestamp(entry.get("timestamp"), unit="ms", tz="UTC"),
+                    "operation": entry.get("operation"),
+                    "rows_added": metrics.get("num_added_rows"),
+                    "batch": int(entry[offline.BATCH_METADATA_KEY]) if offline.BATCH_METADATA_KEY in entry else None,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def compact(self, *, retention: dt.timedelta = DEFAULT_RETENTION) -> dict[str, Any]:
+        """Merge small files, then delete files no version has referenced for ``retention``.
+
+        Versions whose files are deleted can no longer be read with ``as_of``; the default
+        retention of 7 days keeps a week of time travel.
+        """
+        if not isinstance(retention, dt.timedelta) or retention < dt.timedelta(0):
+            raise DefinitionError(f"retention must be a non-negative timedelta, got {retention!r}.")
+        return offline.compact(self._path, retention=retention)
+
+
+def _storage_type(arrow_type: Any) -> pa.DataType:
+    """Return a pyarrow type for a type from the Delta schema (which may be an arro3 type)."""
+    if isinstance(arrow_type, pa.DataType):
+        return arrow_type
+    return pa.field(arrow_type).type if hasattr(arrow_type, "__arrow_c_schema__") else arrow_type
+
+
+_ = Path

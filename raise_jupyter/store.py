@@ -1,0 +1,243 @@
+"""``FeatureStore``: the entry point, one namespace of a store root."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+import sqlalchemy as sa
+
+from raise_jupyter import names
+from raise_jupyter.engine import offline
+from raise_jupyter.engine.catalog import Catalog, GroupRecord
+from raise_jupyter.engine.duck import connection, quote
+from raise_jupyter.engine.expressions import suggest
+from raise_jupyter.errors import DefinitionError, NotFoundError, QueryError
+from raise_jupyter.feature import normalize_tags
+from raise_jupyter.group import FeatureGroup
+from raise_jupyter.results import QueryResult
+
+__all__ = ["FeatureStore"]
+
+logger = logging.getLogger(__name__)
+
+_catalogs: dict[str, Catalog] = {}
+_catalogs_lock = threading.Lock()
+
+
+def resolve_root(root: str | os.PathLike[str] | None) -> Path:
+    """Return the store root: ``root``, else ``$RAISE_HOME``, else ``~/.raise``."""
+    if root is None:
+        root = os.environ.get("RAISE_HOME") or "~/.raise"
+    return Path(root).expanduser().resolve()
+
+
+def _catalog_url(root: Path) -> str:
+    url = os.environ.get("RAISE_CATALOG_URL")
+    config = root / "config.yaml"
+    if not url and config.is_file():
+        import yaml
+
+        settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        url = settings.get("catalog_url")
+    return url or f"sqlite:///{root / 'catalog.db'}"
+
+
+def open_catalog(root: Path) -> Catalog:
+    """Return this process's catalog connection of a store root, migrating it if needed."""
+    url = _catalog_url(root)
+    with _catalogs_lock:
+        catalog = _catalogs.get(url)
+        if catalog is None:
+            root.mkdir(parents=True, exist_ok=True)
+            catalog = Catalog(url, lock_path=root / "catalog.lock")
+            _catalogs[url] = catalog
+    return catalog
+
+
+def _normalize_keys(keys: object) -> list[str] | None:
+    if keys is None:
+        return None
+    if isinstance(keys, str):
+        keys = [keys]
+    if not isinstance(keys, Sequence) or not keys:
+        raise DefinitionError(f"keys must be a column name or a non-empty list of names, got {keys!r}.")
+    normalized = [names.validate_feature_name(key) for key in keys]
+    if len(set(normalized)) != len(normalized):
+        raise DefinitionError(f"keys {normalized} name a column twice.")
+    return normalized
+
+
+class FeatureStore:
+    """A namespace of feature groups in a store root.
+
+    Opening a store needs no server: the catalog (SQLite) and the Delta tables live under the
+    root, which is created if missing. Any number of processes can use one root at once.
+
+    Parameters
+    ----------
+    namespace
+        Path of 1 to 5 segments such as ``"acme/ml/engagement"`` (lowercase letters, digits,
+        ``-`` and ``_``).
+    root
+        Store root directory; defaults to ``$RAISE_HOME``, else ``~/.raise``.
+
+    Examples
+    --------
+    >>> fs = FeatureStore("acme/ml/engagement")                   # doctest: +SKIP
+    >>> group = fs.create_feature_group("user-signals", keys="user_id", event_time="ts")  # doctest: +SKIP
+    """
+
+    def __init__(self, namespace: str, root: str | os.PathLike[str] | None = None) -> None:
+        self.namespace = names.validate_namespace(namespace)
+        self.root = resolve_root(root)
+        self._catalog = open_catalog(self.root)
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({self.namespace!r}, root={str(self.root)!r})"
+
+    # -- feature groups ---------------------------------------------------------------------
+
+    def create_feature_group(
+        self,
+        name: str,
+        *,
+        keys: str | Sequence[str] | None = None,
+        event_time: str | None = None,
+        description: str | None = None,
+        tags: dict[str, str] | Sequence[str] | None = None,
+        replace: bool = False,
+    ) -> FeatureGroup:
+        """Create a feature group, or return the existing one if the definition matches.
+
+        Parameters
+        ----------
+        name
+            Group name, such as ``"user-signals"``; it is also the table name in ``sql()``.
+        keys
+            Entity key column(s). Optional here; set them before the first ingest with
+            ``group.set_keys(...)`` if training data or online lookups will need them.
+        event_time
+            Timestamp or date column that says when each row's values were observed.
+        description, tags
+            Documentation.
+        replace
+            Replace a different existing definition instead of raising ConflictError. Keys and
+            event time of a group that holds data cannot change.
+        """
+        name = names.validate_group_name(name)
+        keys_list = _normalize_keys(keys)
+        if event_time is not None:
+            event_time = names.validate_feature_name(event_time)
+        if description is not None and not isinstance(description, str):
+            raise DefinitionError(f"description must be a string, got {description!r}.")
+        tag_map = normalize_tags(tags, what=f"feature group {name!r}")
+
+        with self._catalog.read() as conn:
+            existing = self._catalog.get_group(conn, self.namespace, name)
+        if existing is None:
+            created = self._insert_group(name, keys_list, event_time, description, tag_map or {})
+            if created is not None:
+                logger.info("Created feature group %s/%s", self.namespace, name)
+                return FeatureGroup(self, created)
+            with self._catalog.read() as conn:
+                existing = self._catalog.get_group(conn, self.namespace, name)
+            assert existing is not None
+
+        group = FeatureGroup(self, existing)
+        group._apply_group_definition(
+            keys=keys_list, event_time=event_time, description=description, tags=tag_map, replace=replace
+        )
+        return group
+
+    def _insert_group(
+        self, name: str, keys: list[str] | None, event_time: str | None, description: str | None, tags: dict[str, str]
+    ) -> GroupRecord | None:
+        relative = Path("tables", *self.namespace.split("/"), name)
+        if (self.root / relative).exists():
+            relative = relative.with_name(f"{name}.{uuid.uuid4().hex[:8]}")
+        offline.create_table(self.root / relative)
+        try:
+            with self._catalog.write() as conn:
+                return self._catalog.insert_group(
+                    conn,
+                    namespace=self.namespace,
+                    name=name,
+                    keys=keys,
+                    event_time=event_time,
+                    description=description,
+                    tags=tags,
+                    table_path=relative.as_posix(),
+                )
+        except sa.exc.IntegrityError:
+            # Another process created the group first; drop this table and use theirs.
+            offline.delete_table(self.root / relative, self.root / "trash")
+            return None
+
+    def get_feature_group(self, name: str) -> FeatureGroup:
+        """Return the feature group ``name``; raise NotFoundError listing the existing ones."""
+        names.validate_group_name(name)
+        with self._catalog.read() as conn:
+            record = self._catalog.get_group(conn, self.namespace, name)
+            if record is None:
+                existing = [g.name for g in self._catalog.list_groups(conn, self.namespace)]
+        if record is None:
+            raise NotFoundError(
+                f"Feature group {name!r} does not exist in namespace {self.namespace!r}."
+                f"{suggest(name, existing)} Existing groups: {', '.join(existing) or '(none)'}; "
+                "create it with create_feature_group()."
+            )
+        return FeatureGroup(self, record)
+
+    def __getitem__(self, name: str) -> FeatureGroup:
+        return self.get_feature_group(name)
+
+    def list_feature_groups(self) -> list[FeatureGroup]:
+        """Return the feature groups of this namespace, sorted by name."""
+        with self._catalog.read() as conn:
+            records = self._catalog.list_groups(conn, self.namespace)
+        return [FeatureGroup(self, record) for record in records]
+
+    def delete_feature_group(self, name: str, *, missing_ok: bool = False) -> None:
+        """Delete a feature group with its definitions and all of its stored data."""
+        names.validate_group_name(name)
+        with self._catalog.write() as conn:
+            record = self._catalog.get_group(conn, self.namespace, name)
+            if record is None:
+                if missing_ok:
+                    return
+                raise NotFoundError(f"Feature group {name!r} does not exist in namespace {self.namespace!r}.")
+            self._catalog.delete_group(conn, record.id)
+        offline.delete_table(self.root / record.table_path, self.root / "trash")
+        logger.info("Deleted feature group %s/%s", self.namespace, name)
+
+    # -- SQL --------------------------------------------------------------------------------
+
+    def sql(self, query: str) -> QueryResult:
+        """Run a DuckDB SQL query in which every feature group is a table named after it.
+
+        Group names contain ``-``, so quote them: ``SELECT avg(ctr) FROM "user-signals"``.
+        Derived features are columns like any other.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise DefinitionError(f"sql() needs a query string, got {query!r}.")
+
+        lowered = query.lower()
+        groups = [g for g in self.list_feature_groups() if g.name in lowered]
+        cursor = connection().cursor()
+        try:
+            versions = {}
+            for group in groups:
+                view_sql, version = group._view_sql()
+                cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(group.name)} AS {view_sql}")
+                versions[group.name] = version
+            try:
+                table = cursor.execute(query).to_arrow_table()
+            except Exception as error:  # duckdb raises many Error subclasses
+                raise QueryError(f"Query failed: {str(error).strip()}") from None
+        finally:
+            cursor.close()
+        return QueryResult(table, versions=versions)
