@@ -567,7 +567,7 @@ class FeatureGroup:
     ) -> tuple[str, pa.Schema, int]:
         record, records = self._load()
         layout = definitions.layout_of(record, records)
-        selected = self._check_selection(columns, layout.names)
+        selected = [] if columns == () else self._check_selection(columns, layout.names)
         if where is not None:
             parsed = expressions.parse_expression(where, what="the where filter")
             expressions.check_columns(parsed, layout.names, what="the where filter")
@@ -586,6 +586,8 @@ class FeatureGroup:
         if isinstance(columns, str):
             columns = [columns]
         selected = list(columns)
+        if not selected:
+            raise DefinitionError("columns is empty; pass None to read every column.")
         for name in selected:
             if name not in available:
                 raise NotFoundError(
@@ -655,7 +657,7 @@ class FeatureGroup:
 
     def count(self, *, as_of: int | str | dt.datetime | None = None) -> int:
         """Return the number of rows (of a table version with ``as_of``)."""
-        sql, _, _ = self._select_sql([], None, as_of)
+        sql, _, _ = self._select_sql((), None, as_of)
         return int(reader.read_arrow(f"SELECT count(*) AS n FROM ({sql}) AS t").column("n")[0].as_py())
 
     def history(self) -> pandas.DataFrame:

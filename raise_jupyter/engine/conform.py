@@ -24,12 +24,13 @@ MAX_ROWS_LISTED = 10
 _t = pa.types
 
 
-def describe_rows(indices: list[int], total: int) -> str:
-    """Format row numbers for an error message, such as "rows 3, 9 and 12 (0-based)"."""
+def describe_rows(indices: list[int], total: int, singular: str, plural: str) -> str:
+    """Format rows and a verb for an error message, such as "2 rows (0-based: 3, 9) have"."""
+    if total == 1:
+        return f"row {indices[0]:,} (0-based) {singular}"
     shown = ", ".join(f"{i:,}" for i in indices[:MAX_ROWS_LISTED])
-    more = f", ... ({total:,} rows in all)" if total > len(indices[:MAX_ROWS_LISTED]) else ""
-    noun = "row" if total == 1 else "rows"
-    return f"{noun} {shown}{more} (0-based)"
+    more = ", ..." if total > len(indices[:MAX_ROWS_LISTED]) else ""
+    return f"{total:,} rows (0-based: {shown}{more}) {plural}"
 
 
 def _mask_indices(mask: pa.ChunkedArray | pa.Array) -> tuple[list[int], int]:
@@ -72,14 +73,27 @@ def _round_trip(name: str, column: pa.ChunkedArray, target: pa.DataType, dtype: 
         _wrong_type(name, column.type, dtype)
 
     changed = pc.invert(_same_or_both_missing(column, back))
+    if _t.is_integer(column.type) and _t.is_integer(target):
+        # Wrapped integers survive the round trip, so check the target's range instead.
+        changed = pc.or_(changed, _out_of_range(column, target))
     indices, total = _mask_indices(changed)
     if total:
         raise IngestError(
             f"Column {name!r} ({column.type}) cannot be stored as {dtype.name} without loss: "
-            f"{describe_rows(indices, total)} hold {_values_at(column, indices)}. Convert or "
+            f"{describe_rows(indices, total, 'holds', 'hold')} {_values_at(column, indices)}. Convert or "
             f"round these values first, or declare the feature with a dtype that holds them."
         )
     return converted
+
+
+def _out_of_range(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    import numpy as np
+
+    info = np.iinfo(target.to_pandas_dtype())
+    source = np.iinfo(column.type.to_pandas_dtype())
+    too_big = pc.greater(column, pa.scalar(min(info.max, source.max), column.type))
+    too_small = pc.less(column, pa.scalar(max(info.min, source.min), column.type))
+    return pc.or_(too_big, too_small)
 
 
 def _wrong_type(name: str, source: pa.DataType, dtype: DType) -> None:
@@ -103,7 +117,7 @@ def _parse_strings(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.Chunk
         return parsed.cast(target) if attempt != target else parsed
 
     bad = [i for i in range(min(len(column), 1_000_000)) if not _parses(column[i].as_py(), attempts)]
-    where = f"{describe_rows(bad, len(bad))} hold {_values_at(column, bad)}" if bad else "some rows do not parse"
+    where = f"{describe_rows(bad, len(bad), 'holds', 'hold')} {_values_at(column, bad)}" if bad else "some rows do not parse"
     raise IngestError(
         f"Column {name!r} holds strings that are not ISO 8601 {dtype.name}s: {where}. "
         "Use a form such as '2024-05-01T12:00:00Z', and one form for the whole column."
@@ -174,7 +188,7 @@ def _convert_list(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.Chunke
             found = ", ".join(str(lengths[i].as_py()) for i in indices[:3])
             raise IngestError(
                 f"Column {name!r} must hold vectors of length {dtype.length} ({dtype.name}), but "
-                f"{describe_rows(indices, total)} have length {found}."
+                f"{describe_rows(indices, total, 'has', 'have')} length {found}."
             )
 
     chunks = []
@@ -235,7 +249,7 @@ def check_not_null(table: pa.Table, columns: Iterable[str], *, role: str) -> Non
         if column.null_count:
             indices, total = _mask_indices(pc.is_null(column))
             raise IngestError(
-                f"{describe_rows(indices, total).capitalize()} have a null {role} {name!r}; "
+                f"{describe_rows(indices, total, 'has', 'have').capitalize()} a null {role} {name!r}; "
                 "nothing was written. Drop or fill those rows and ingest again."
             )
 

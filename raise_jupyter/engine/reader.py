@@ -122,7 +122,8 @@ def relation_sql(
     selected = columns if columns is not None else layout.names
     if include_seq:
         selected = [offline.SEQ_COLUMN, *selected]
-    projection = ", ".join(quote(name) for name in selected)
+    # An empty selection (used for counting rows) still needs one column.
+    projection = ", ".join(quote(name) for name in selected) or "1 AS _raise_one"
     condition = f" WHERE (\n{where}\n)" if where else ""
     return f"SELECT {projection} FROM ({sql}) AS t{condition}"
 

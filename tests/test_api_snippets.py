@@ -1,0 +1,210 @@
+"""The Raise snippets users expect, run unchanged through ``from raise_ import ...``.
+
+Each snippet runs twice on the same store: the second run must succeed and change nothing.
+The store root comes from RAISE_HOME, which the autouse fixture points at a temporary folder.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from raise_jupyter import FeatureStore
+
+
+def _snapshot(namespace: str) -> dict[str, object]:
+    fs = FeatureStore(namespace)
+    return {
+        group.name: (
+            [repr(f) for f in group.features],
+            group.keys,
+            group.event_time,
+            group.version,
+        )
+        for group in fs.list_feature_groups()
+    }
+
+
+def _run_twice(code: str, namespace: str, setup: str = "") -> dict[str, object]:
+    source = textwrap.dedent(setup) + textwrap.dedent(code)
+    exec(compile(source, "<snippet>", "exec"), {})
+    first = _snapshot(namespace)
+    exec(compile(source, "<snippet>", "exec"), {})
+    second = _snapshot(namespace)
+    assert second == first, "running the snippet a second time changed the store"
+    return first
+
+
+SECTION_1 = """
+from raise_ import FeatureStore
+
+fs = FeatureStore("acme/mlplatform/recommendation")
+group = fs.create_feature_group("user-signals")
+
+# Single line per feature
+group.create_feature("clicks", dtype="int64")
+group.create_feature("impressions", dtype="int64")
+group.create_feature("ctr", dtype="float64", derived_from="clicks / NULLIF(impressions, 0)")
+
+# Or bulk from schema
+group.create_features_from_schema({
+    "clicks": "int64",
+    "impressions": "int64",
+    "user_embedding": "float32[512]",
+})
+"""
+
+SECTION_2 = """
+# Derived feature in one line
+group.create_feature(
+    "ctr",
+    dtype="float64",
+    derived_from="clicks / NULLIF(impressions, 0)",
+)
+
+# Complex derived feature
+group.create_feature(
+    "engagement_score",
+    dtype="float64",
+    derived_from=\"\"\"
+        (clicks * 1.0 + shares * 2.0 + comments * 3.0) /
+        NULLIF(impressions, 0) * 100
+    \"\"\",
+)
+"""
+
+SECTION_2_SETUP = """
+from raise_ import FeatureStore
+fs = FeatureStore("acme/mlplatform/recommendation")
+group = fs.create_feature_group("user-signals")
+group.create_features_from_schema({
+    "clicks": "int64", "impressions": "int64", "shares": "int64", "comments": "int64",
+})
+"""
+
+SECTION_3 = """
+# From schema dict
+group.create_features_from_schema({
+    "clicks": "int64",
+    "impressions": "int64",
+    "ctr": "float64",
+})
+
+# From YAML file
+group.create_features_from_file("features.yaml")
+
+# From list with full specs
+group.create_features([
+    {"name": "clicks", "dtype": "int64", "description": "Total clicks"},
+    {"name": "ctr", "dtype": "float64", "derived_from": "clicks/impressions"},
+])
+"""
+
+SECTION_3_SETUP = """
+from raise_ import FeatureStore
+fs = FeatureStore("acme/mlplatform/recommendation")
+group = fs.create_feature_group("user-signals")
+"""
+
+FEATURES_YAML = """
+features:
+  - name: shares
+    dtype: int64
+    description: Times the user shared an item
+  - name: comments
+    dtype: int
+  - name: share_rate
+    dtype: float64
+    derived_from: shares / NULLIF(impressions, 0)
+"""
+
+END_TO_END_DEFINITIONS = """
+from raise_ import FeatureStore, Aggregation, Schedule, Condition
+
+fs = FeatureStore("acme/ml/engagement")
+group = fs.create_feature_group("user-signals")
+
+group.create_features_from_schema({
+    "clicks": "int64",
+    "impressions": "int64",
+})
+group.create_feature("ctr", dtype="float64", derived_from="clicks / NULLIF(impressions, 0)")
+"""
+
+
+def test_section_1_feature_definition() -> None:
+    groups = _run_twice(SECTION_1, "acme/mlplatform/recommendation")
+
+    features, keys, event_time, _ = groups["user-signals"]
+    assert features == [
+        "Feature(name='clicks', dtype='int64')",
+        "Feature(name='impressions', dtype='int64')",
+        "Feature(name='ctr', dtype='float64', derived_from='clicks / NULLIF(impressions, 0)')",
+        "Feature(name='user_embedding', dtype='float32[512]')",
+    ]
+    assert keys is None
+    assert event_time is None
+
+
+def test_section_2_derived_features() -> None:
+    groups = _run_twice(SECTION_2, "acme/mlplatform/recommendation", setup=SECTION_2_SETUP)
+
+    features = groups["user-signals"][0]
+    assert "Feature(name='ctr', dtype='float64', derived_from='clicks / NULLIF(impressions, 0)')" in features
+    assert any("engagement_score" in f and "shares * 2.0" in f for f in features)
+
+
+def test_section_2_values_computed(tmp_path: Path) -> None:
+    exec(compile(textwrap.dedent(SECTION_2_SETUP + SECTION_2), "<snippet>", "exec"), {})
+    group = FeatureStore("acme/mlplatform/recommendation").get_feature_group("user-signals")
+    group.ingest([{"clicks": 2, "impressions": 10, "shares": 1, "comments": 1}, {"clicks": 0, "impressions": 0, "shares": 0, "comments": 0}])
+
+    frame = group.to_pandas()
+
+    assert frame["ctr"].tolist()[0] == pytest.approx(0.2)
+    assert frame["engagement_score"].tolist()[0] == pytest.approx((2 + 2 + 3) / 10 * 100)
+    assert frame["ctr"].isna().tolist() == [False, True]
+
+
+def test_section_3_bulk_operations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "features.yaml").write_text(FEATURES_YAML)
+
+    groups = _run_twice(SECTION_3, "acme/mlplatform/recommendation", setup=SECTION_3_SETUP)
+
+    features = groups["user-signals"][0]
+    assert features == [
+        "Feature(name='clicks', dtype='int64', description='Total clicks')",
+        "Feature(name='impressions', dtype='int64')",
+        "Feature(name='ctr', dtype='float64', derived_from='clicks/impressions')",
+        "Feature(name='shares', dtype='int64', description='Times the user shared an item')",
+        "Feature(name='comments', dtype='int64')",
+        "Feature(name='share_rate', dtype='float64', derived_from='shares / NULLIF(impressions, 0)')",
+    ]
+
+
+def test_end_to_end_definitions() -> None:
+    pytest.importorskip("raise_jupyter.analytics", reason="Aggregation, Schedule and Condition land with analytics")
+    groups = _run_twice(END_TO_END_DEFINITIONS, "acme/ml/engagement")
+
+    assert [f.split(",")[0] for f in groups["user-signals"][0]] == [
+        "Feature(name='clicks'",
+        "Feature(name='impressions'",
+        "Feature(name='ctr'",
+    ]
+
+
+def test_end_to_end_definition_lines() -> None:
+    """The definition lines of the 15-line example, without the analytics import."""
+    code = END_TO_END_DEFINITIONS.replace(
+        "from raise_ import FeatureStore, Aggregation, Schedule, Condition", "from raise_ import FeatureStore"
+    )
+    groups = _run_twice(code, "acme/ml/engagement")
+
+    assert groups["user-signals"][0] == [
+        "Feature(name='clicks', dtype='int64')",
+        "Feature(name='impressions', dtype='int64')",
+        "Feature(name='ctr', dtype='float64', derived_from='clicks / NULLIF(impressions, 0)')",
+    ]
