@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 from collections.abc import Mapping, Sequence
@@ -85,11 +86,29 @@ def _from_polars(frame: Any) -> pa.Table:
     return frame.to_arrow()
 
 
+def _dates_as_datetimes(values: Any) -> Any:
+    """Turn dates into midnight datetimes in a list that mixes the two, which Arrow rejects."""
+    if not isinstance(values, list):
+        return values
+    kinds = {type(v) for v in values if v is not None}
+    has_datetime = any(issubclass(k, dt.datetime) for k in kinds)
+    has_date = any(issubclass(k, dt.date) and not issubclass(k, dt.datetime) for k in kinds)
+    if not (has_datetime and has_date):
+        return values
+    return [
+        dt.datetime(v.year, v.month, v.day) if isinstance(v, dt.date) and not isinstance(v, dt.datetime) else v
+        for v in values
+    ]
+
+
 def _from_columns(columns: Mapping[Any, Any]) -> pa.Table:
     arrays = {}
     for name, values in columns.items():
         try:
-            arrays[str(name)] = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+            if isinstance(values, (pa.Array, pa.ChunkedArray)):
+                arrays[str(name)] = values
+            else:
+                arrays[str(name)] = pa.array(_dates_as_datetimes(values))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
             raise IngestError(f"Column {name!r} has values of mixed or unsupported types: {error}") from None
     try:

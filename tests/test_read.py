@@ -1,0 +1,144 @@
+"""Reads, time travel, fs.sql() and compaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pyarrow as pa
+import pytest
+
+from raise_jupyter import DefinitionError, FeatureStore, NotFoundError, QueryError
+
+
+@pytest.fixture
+def group(fs: FeatureStore):
+    group = fs.create_feature_group("user-signals", keys="user_id", event_time="ts")
+    group.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "clicks": "int64", "impressions": "int64"})
+    group.create_feature("ctr", dtype="float64", derived_from="clicks / NULLIF(impressions, 0)")
+    return group
+
+
+def _batch(start: int, count: int) -> dict[str, list[object]]:
+    ids = list(range(start, start + count))
+    return {
+        "user_id": ids,
+        "ts": [dt.datetime(2024, 1, 1) + dt.timedelta(hours=i) for i in ids],
+        "clicks": [i % 5 for i in ids],
+        "impressions": [10] * count,
+    }
+
+
+def test_read_columns_and_where(group) -> None:
+    group.ingest(_batch(0, 10))
+
+    table = group.to_arrow(["user_id", "ctr"], where="ctr >= 0.3 AND user_id < 8")
+
+    assert table.column_names == ["user_id", "ctr"]
+    assert sorted(table.column("user_id").to_pylist()) == [3, 4]
+
+
+def test_read_where_rejects_subquery(group) -> None:
+    with pytest.raises(DefinitionError, match="the where filter is rejected: subqueries are not allowed"):
+        group.to_arrow(where="user_id IN (SELECT 1)")
+
+
+def test_read_unknown_column(group) -> None:
+    with pytest.raises(NotFoundError, match=r"'ctrr' is not in group 'user-signals'\. Did you mean 'ctr'\?"):
+        group.to_arrow(["ctrr"])
+
+
+def test_read_empty_group_has_schema(group) -> None:
+    table = group.to_arrow()
+
+    assert table.num_rows == 0
+    assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert table.column_names == ["user_id", "ts", "clicks", "impressions", "ctr"]
+
+
+def test_read_pandas_and_polars(group) -> None:
+    pl = pytest.importorskip("polars")
+    group.ingest(_batch(0, 3))
+
+    frame = group.to_pandas()
+    polars_frame = group.to_polars()
+
+    assert str(frame["ts"].dt.tz) == "UTC"
+    assert isinstance(polars_frame, pl.DataFrame)
+    assert polars_frame.height == 3
+
+
+def test_read_as_of_version(group) -> None:
+    first = group.ingest(_batch(0, 5))
+    group.ingest(_batch(5, 5))
+
+    assert group.count(as_of=first.version) == 5
+    assert group.count() == 10
+    assert group.to_arrow("user_id", as_of=first.version).num_rows == 5
+
+
+def test_read_as_of_timestamp(group) -> None:
+    group.ingest(_batch(0, 5))
+    time.sleep(0.05)
+    between = dt.datetime.now(dt.timezone.utc)
+    time.sleep(0.05)
+    group.ingest(_batch(5, 5))
+
+    assert group.count(as_of=between) == 5
+    assert group.count(as_of=between.isoformat()) == 5
+
+
+def test_read_as_of_unknown_version(group) -> None:
+    with pytest.raises(NotFoundError, match=r"has no table version 999; versions run from 0 to"):
+        group.to_arrow(as_of=999)
+
+
+def test_read_as_of_bad_value(group) -> None:
+    with pytest.raises(DefinitionError, match="as_of must be a table version number"):
+        group.to_arrow(as_of="last tuesday")
+
+
+def test_read_derived_failure_is_query_error(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("codes")
+    group.create_feature("code", dtype="string")
+    group.create_feature("code_number", dtype="int64", derived_from="CAST(code AS BIGINT)")
+    group.ingest({"code": ["12", "x1"]})
+
+    with pytest.raises(QueryError, match="Reading feature group 'codes' failed: Conversion Error"):
+        group.to_arrow()
+
+
+def test_sql_across_groups(fs: FeatureStore, group) -> None:
+    group.ingest(_batch(0, 10))
+    users = fs.create_feature_group("users", keys="user_id")
+    users.create_features_from_schema({"user_id": "int64", "country": "string"})
+    users.ingest({"user_id": [1, 2, 3], "country": ["fr", "fr", "jp"]})
+
+    result = fs.sql(
+        'SELECT u.country, avg(s.ctr) AS ctr FROM "user-signals" s JOIN users u USING (user_id) '
+        "GROUP BY u.country ORDER BY u.country"
+    )
+
+    frame = result.to_pandas()
+    assert frame["country"].tolist() == ["fr", "jp"]
+    assert frame["ctr"].tolist() == pytest.approx([0.15, 0.3])
+    assert set(result.versions) == {"user-signals", "users"}
+
+
+def test_sql_error(fs: FeatureStore, group) -> None:
+    with pytest.raises(QueryError, match="Query failed: .*nope"):
+        fs.sql('SELECT nope FROM "user-signals"')
+
+
+def test_compact_merges_files(group) -> None:
+    for start in range(0, 50, 10):
+        group.ingest(_batch(start, 10))
+    before = group.to_arrow().sort_by("user_id")
+
+    metrics = group.compact(retention=dt.timedelta(0))
+
+    assert metrics["compaction"]["numFilesRemoved"] == 5
+    assert metrics["compaction"]["numFilesAdded"] == 1
+    assert group.to_arrow().sort_by("user_id").equals(before)
+    parquet_files = list(group._path.glob("*.parquet"))
+    assert len(parquet_files) == 1
