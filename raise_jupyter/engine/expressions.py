@@ -10,13 +10,16 @@ against the group's columns to find type errors.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import duckdb
 
 from raise_jupyter.dtypes import DType, dtype_from_sql
 from raise_jupyter.engine.duck import connection, quote
@@ -45,11 +48,19 @@ class ParsedExpression:
     columns: frozenset[str]
 
 
+@contextlib.contextmanager
+def _cursor() -> Iterator[duckdb.DuckDBPyConnection]:
+    cursor = connection().cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
 @functools.lru_cache(maxsize=1)
 def _function_kinds() -> dict[str, tuple[set[str], set[str]]]:
-    rows = connection().execute(
-        "SELECT function_name, function_type, stability FROM duckdb_functions()"
-    ).fetchall()
+    with _cursor() as cursor:
+        rows = cursor.execute("SELECT function_name, function_type, stability FROM duckdb_functions()").fetchall()
     kinds: dict[str, tuple[set[str], set[str]]] = {}
     for name, function_type, stability in rows:
         types, stabilities = kinds.setdefault(name.lower(), (set(), set()))
@@ -69,6 +80,7 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f" Did you mean {lowered[matches[0]]!r}?" if matches else ""
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_expression(text: object, *, what: str) -> ParsedExpression:
     """Check that ``text`` is one row-level expression and return the columns it uses.
 
@@ -89,16 +101,17 @@ def parse_expression(text: object, *, what: str) -> ParsedExpression:
 
 
 def _serialize(text: str, *, what: str) -> dict[str, Any]:
-    try:
-        statement_count = len(connection().extract_statements(f"SELECT {text}"))
-    except Exception:  # a syntax error; the parse below reports it
-        statement_count = 1
-    if statement_count > 1:
-        _reject(what, text, "it contains more than one statement")
+    with _cursor() as cursor:
+        try:
+            statement_count = len(cursor.extract_statements(f"SELECT {text}"))
+        except Exception:  # a syntax error; the parse below reports it
+            statement_count = 1
+        if statement_count > 1:
+            _reject(what, text, "it contains more than one statement")
 
-    # Newlines around the text keep a trailing "--" comment from swallowing the parenthesis.
-    sql = f"SELECT (\n{text}\n)"
-    raw = connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+        # Newlines around the text keep a trailing "--" comment from swallowing the parenthesis.
+        sql = f"SELECT (\n{text}\n)"
+        raw = cursor.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
     tree = json.loads(raw)
     if tree.get("error"):
         message = tree.get("error_message", "syntax error")
@@ -231,8 +244,7 @@ def result_types(
     base = ", ".join(f"CAST(NULL AS {dtype.sql_type}) AS {quote(name)}" for name, dtype in columns.items())
     sql = f"SELECT {base or '1 AS _raise_empty'}"
     types: dict[str, str] = {}
-    cursor = connection().cursor()
-    try:
+    with _cursor() as cursor:
         for level in order:
             for name in level:
                 probe = f"SELECT (\n{expressions[name]}\n) AS {quote(name)} FROM ({sql}) AS t"
@@ -246,8 +258,6 @@ def result_types(
                 types[name] = described[0][1]
             selected = ", ".join(f"(\n{expressions[name]}\n) AS {quote(name)}" for name in level)
             sql = f"SELECT *, {selected} FROM ({sql}) AS t"
-    finally:
-        cursor.close()
     return types
 
 

@@ -8,11 +8,13 @@ conflict with each other.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +33,10 @@ ROWS_PER_BATCH_LIMIT = 2**32
 # Row groups of about 128k rows keep DuckDB's scans parallel after compaction.
 _WRITER_PROPERTIES = WriterProperties(max_row_group_size=131_072, compression="ZSTD")
 
+# DeltaTable objects of the latest versions, refreshed incrementally; one lock per table
+# because a DeltaTable must not be refreshed and read by two threads at once.
 _cache_lock = threading.Lock()
-_latest: dict[str, DeltaTable] = {}
+_latest: dict[str, tuple[DeltaTable, threading.RLock]] = {}
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,13 @@ def create_table(path: Path) -> None:
 
 def add_columns(path: Path, fields: list[pa.Field]) -> int:
     """Add nullable columns to the table schema and return the new table version."""
-    table = _open_latest(path)
-    existing = set(pa.schema(table.schema().to_arrow()).names)
-    new_fields = [f.with_nullable(True) for f in fields if f.name not in existing]
-    if new_fields:
-        delta_fields = Schema.from_arrow(pa.schema(new_fields)).fields
-        table.alter.add_columns(delta_fields)
-    return table.version()
+    with _latest_table(path) as table:
+        existing = set(pa.schema(table.schema().to_arrow()).names)
+        new_fields = [f.with_nullable(True) for f in fields if f.name not in existing]
+        if new_fields:
+            delta_fields = Schema.from_arrow(pa.schema(new_fields)).fields
+            table.alter.add_columns(delta_fields)
+        return table.version()
 
 
 def append(path: Path, data: pa.Table, batch: int) -> int:
@@ -83,14 +87,15 @@ def append(path: Path, data: pa.Table, batch: int) -> int:
 
 
 def _find_batch_version(path: Path, batch: int) -> int:
-    table = _open_latest(path)
-    # Concurrent writers may have committed after this one, so look back a little.
-    for limit in (16, 256, None):
-        for entry in table.history(limit):
-            if entry.get(BATCH_METADATA_KEY) == str(batch):
-                return int(entry["version"])
-        if limit is not None and len(table.history(limit)) < limit:
-            break
+    with _latest_table(path) as table:
+        # Concurrent writers may have committed after this one, so look back a little.
+        for limit in (16, 256, None):
+            entries = table.history(limit)
+            for entry in entries:
+                if entry.get(BATCH_METADATA_KEY) == str(batch):
+                    return int(entry["version"])
+            if limit is not None and len(entries) < limit:
+                break
     raise NotFoundError(f"Ingest batch {batch} is missing from the commit log of {path}.")
 
 
@@ -103,23 +108,29 @@ def overwrite(path: Path, data: pa.Table | pa.RecordBatchReader, schema: pa.Sche
         schema_mode="overwrite",
         writer_properties=_WRITER_PROPERTIES,
     )
-    table = _open_latest(path)
-    if pa.schema(table.schema().to_arrow()).names != schema.names:
-        logger.warning("Schema of %s after overwrite differs from the requested one", path)
-    return table.version()
+    with _latest_table(path) as table:
+        if pa.schema(table.schema().to_arrow()).names != schema.names:
+            logger.warning("Schema of %s after overwrite differs from the requested one", path)
+        return table.version()
 
 
-def _open_latest(path: Path) -> DeltaTable:
+@contextlib.contextmanager
+def _latest_table(path: Path) -> Iterator[DeltaTable]:
+    """Yield the cached table object of ``path``, refreshed to the newest version."""
     key = str(path)
     with _cache_lock:
-        table = _latest.get(key)
-    if table is None:
-        table = _load(path, None)
-        with _cache_lock:
-            _latest[key] = table
-    else:
-        table.update_incremental()
-    return table
+        entry = _latest.get(key)
+        if entry is None:
+            entry = (_load(path, None), threading.RLock())
+            _latest[key] = entry
+            fresh = True
+        else:
+            fresh = False
+    table, lock = entry
+    with lock:
+        if not fresh:
+            table.update_incremental()
+        yield table
 
 
 def _load(path: Path, version: int | str | dt.datetime | None) -> DeltaTable:
@@ -140,12 +151,19 @@ def forget(path: Path) -> None:
 
 
 def latest_version(path: Path) -> int:
-    return _open_latest(path).version()
+    with _latest_table(path) as table:
+        return table.version()
 
 
 def table_files(path: Path, version: int | dt.datetime | None = None) -> TableFiles:
     """Return the files of a version (the latest by default), oldest file first."""
-    table = _open_latest(path) if version is None else _load(path, version)
+    if version is None:
+        with _latest_table(path) as table:
+            return _files_of(table)
+    return _files_of(_load(path, version))
+
+
+def _files_of(table: DeltaTable) -> TableFiles:
     actions = table.get_add_actions(flatten=False)
     actions = pa.table(actions) if not isinstance(actions, pa.Table) else actions
     if actions.num_rows:
@@ -161,17 +179,18 @@ def table_files(path: Path, version: int | dt.datetime | None = None) -> TableFi
 
 
 def history(path: Path) -> list[dict[str, object]]:
-    return _open_latest(path).history()
+    with _latest_table(path) as table:
+        return table.history()
 
 
 def compact(path: Path, *, retention: dt.timedelta) -> dict[str, object]:
     """Merge small files into large ones, then delete files unreferenced for ``retention``."""
-    table = _open_latest(path)
-    metrics = table.optimize.compact(writer_properties=_WRITER_PROPERTIES)
-    hours = max(0, int(retention.total_seconds() // 3600))
-    removed = table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
-    logger.info("Compacted %s: %s; removed %d unreferenced files", path, metrics, len(removed))
-    return {"compaction": metrics, "removed_files": len(removed), "version": table.version()}
+    with _latest_table(path) as table:
+        metrics = table.optimize.compact(writer_properties=_WRITER_PROPERTIES)
+        hours = max(0, int(retention.total_seconds() // 3600))
+        removed = table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
+        logger.info("Compacted %s: %s; removed %d unreferenced files", path, metrics, len(removed))
+        return {"compaction": metrics, "removed_files": len(removed), "version": table.version()}
 
 
 def delete_table(path: Path, trash: Path) -> None:
