@@ -1,7 +1,7 @@
 """Merging requested feature definitions into a group's current ones, and validating the result.
 
 Re-running a definition is safe: an identical one is a no-op, and one that only fills in what
-was left unset (a description, tags, or an expression for a stored feature that holds no data
+was left unset (a description, tags, or an expression for a stored feature that has no data
 yet) updates the feature. Anything else conflicts unless ``replace=True``.
 """
 
@@ -106,7 +106,7 @@ def _merge_one(
 
     if spec.derived_from is not None:
         if existing.derived_from is None and has_data:
-            raise _conflict(group, existing, spec, "a stored feature that holds data cannot become derived")
+            raise _conflict(group, existing, spec, "a stored feature that has data cannot become derived")
         if existing.derived_from is not None and not expressions.same_expression(existing.derived_from, spec.derived_from):
             raise _conflict(group, existing, spec, "different expressions")
         if existing.derived_from is None:
@@ -160,7 +160,7 @@ def plan_changes(
             merged.derived_from is not None or merged.dtype != record.dtype
         ):
             raise ConflictError(
-                f"Feature {record.name!r} of group {group.name!r} holds data, so replace=True cannot "
+                f"Feature {record.name!r} of group {group.name!r} has data, so replace=True cannot "
                 f"change its dtype or make it derived. Delete it with delete_feature({record.name!r}) "
                 "(its stored values are removed) and create it again."
             )

@@ -187,7 +187,7 @@ def specs_from_document(document: object, *, source: str) -> list[FeatureSpec]:
     """Build specs from a parsed YAML or JSON document.
 
     The document is a mapping of name to dtype, a list of spec dicts, or a mapping whose
-    ``features`` key holds either.
+    ``features`` key contains either.
     """
     if isinstance(document, Mapping) and "features" in document:
         extra = set(document) - {"features"}

@@ -189,7 +189,7 @@ class FeatureGroup:
                 )
             if {"keys", "event_time"} & set(changes) and self._has_data():
                 raise ConflictError(
-                    f"Keys and event time of feature group {self.name!r} cannot change because it holds "
+                    f"Keys and event time of feature group {self.name!r} cannot change because it has "
                     "data; create a new group with the keys and event time you need and ingest again."
                 )
             features = self._catalog.list_features(conn, self._id)
@@ -206,7 +206,7 @@ class FeatureGroup:
         definitions.validate_group(keys or (), event_time, [definitions.definition_of(f) for f in features])
 
     def set_keys(self, *keys: str) -> FeatureGroup:
-        """Set the entity key columns; allowed until the group holds data.
+        """Set the entity key columns; allowed until the group has data.
 
         Examples
         --------
@@ -222,7 +222,7 @@ class FeatureGroup:
         return self
 
     def set_event_time(self, column: str) -> FeatureGroup:
-        """Set the event time column; allowed until the group holds data."""
+        """Set the event time column; allowed until the group has data."""
         column = names.validate_feature_name(column)
         self._apply_group_definition(keys=None, event_time=column, description=None, tags=None, replace=True)
         return self
@@ -341,7 +341,7 @@ class FeatureGroup:
     def create_features_from_file(self, path: str | os.PathLike[str], *, replace: bool = False) -> list[Feature]:
         """Create features from a YAML or JSON file.
 
-        The file holds a mapping of name to dtype, a list of feature specifications (dicts with
+        The file contains a mapping of name to dtype, a list of feature specifications (dicts with
         ``name``, ``dtype``, ``derived_from``, ``description``, ``tags``), or either under a
         ``features:`` key.
         """
@@ -363,7 +363,7 @@ class FeatureGroup:
         """Change parts of a feature's definition; arguments left out keep their value.
 
         ``derived_from=None`` turns a derived feature into a stored one. The dtype of a stored
-        feature that holds data cannot change.
+        feature that has data cannot change.
         """
         current = self.feature(name)
         spec = make_spec(

@@ -65,7 +65,7 @@ class IngestResult:
     rows
         Number of rows written (0 for empty input, which writes nothing).
     version
-        Table version that holds the rows; pass it as ``as_of=`` to read exactly this state.
+        Table version that contains the rows; pass it as ``as_of=`` to read exactly this state.
     inferred_features
         Features created from the data's columns by this call.
     """

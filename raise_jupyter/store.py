@@ -121,12 +121,12 @@ class FeatureStore:
             Entity key column(s). Optional here; set them before the first ingest with
             ``group.set_keys(...)`` if training data or online lookups will need them.
         event_time
-            Timestamp or date column that says when each row's values were observed.
+            Timestamp or date column with the time at which each row's values were observed.
         description, tags
             Documentation.
         replace
             Replace a different existing definition instead of raising ConflictError. Keys and
-            event time of a group that holds data cannot change.
+            event time of a group that has data cannot change.
         """
         name = names.validate_group_name(name)
         keys_list = _normalize_keys(keys)

@@ -240,7 +240,7 @@ def test_ingest_missing_key_column(group: FeatureGroup, unchanged: None) -> None
 
 
 def test_ingest_unparseable_timestamp(group: FeatureGroup, unchanged: None) -> None:
-    with pytest.raises(IngestError, match=r"'ts' holds strings that are not ISO 8601 timestamps: row 1 \(0-based\) holds 'yesterday'"):
+    with pytest.raises(IngestError, match=r"'ts' contains strings that are not ISO 8601 timestamps: row 1 \(0-based\) holds 'yesterday'"):
         group.ingest({"user_id": [1, 2], "ts": ["2024-01-01T00:00:00Z", "yesterday"]})
 
 

@@ -52,7 +52,7 @@ def test_group_keys_fixed_after_data(fs: FeatureStore, group) -> None:
     _ingest_one(group)
     group.create_feature("account_id", dtype="string")
 
-    with pytest.raises(ConflictError, match="cannot change because it holds data"):
+    with pytest.raises(ConflictError, match="cannot change because it has data"):
         group.set_keys("account_id")
     assert group.keys == ["user_id"]
 
@@ -141,7 +141,7 @@ def test_feature_stored_with_data_stays(group) -> None:
     group.create_feature("rate", dtype="float64")
     _ingest_one(group, rate=0.5)
 
-    with pytest.raises(ConflictError, match="a stored feature that holds data cannot become derived"):
+    with pytest.raises(ConflictError, match="a stored feature that has data cannot become derived"):
         group.create_feature("rate", dtype="float64", derived_from="clicks / impressions")
 
 
@@ -163,7 +163,7 @@ def test_feature_update(group) -> None:
 def test_feature_update_dtype_with_data(group) -> None:
     _ingest_one(group)
 
-    with pytest.raises(ConflictError, match="holds data, so replace=True cannot change its dtype"):
+    with pytest.raises(ConflictError, match="has data, so replace=True cannot change its dtype"):
         group.update_feature("clicks", dtype="float64")
 
 

@@ -119,7 +119,7 @@ def _parse_strings(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.Chunk
     bad = [i for i in range(min(len(column), 1_000_000)) if not _parses(column[i].as_py(), attempts)]
     where = f"{describe_rows(bad, len(bad), 'holds', 'hold')} {_values_at(column, bad)}" if bad else "some rows do not parse"
     raise IngestError(
-        f"Column {name!r} holds strings that are not ISO 8601 {dtype.name}s: {where}. "
+        f"Column {name!r} contains strings that are not ISO 8601 {dtype.name}s: {where}. "
         "Use a form such as '2024-05-01T12:00:00Z', and one form for the whole column."
     )
 
@@ -243,7 +243,7 @@ def check_columns(
 
 
 def check_not_null(table: pa.Table, columns: Iterable[str], *, role: str) -> None:
-    """Raise if any of ``columns`` holds a null, naming the rows."""
+    """Raise if any of ``columns`` contains a null, naming the rows."""
     for name in columns:
         column = table.column(name)
         if column.null_count:

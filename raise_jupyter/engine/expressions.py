@@ -1,9 +1,10 @@
 """Validation of derived-feature expressions and ``where`` filters.
 
 A derived feature is one row-level SQL expression in DuckDB's dialect. Stored expressions run
-later in other users' processes, so anything that could read files or other tables, or that is
-not a pure function of the row, is rejected: aggregates, window functions, subqueries, table
-functions, parameters, ``*``, extra statements and volatile functions such as ``random()``.
+later in other users' processes. So anything that could read files or other tables, or that is
+not a pure function of the row, is rejected. That covers aggregates, window functions,
+subqueries, table functions, parameters, ``*``, extra statements and volatile functions such as
+``random()``.
 The check walks DuckDB's own parse tree (``json_serialize_sql``), then binds the expression
 against the group's columns to find type errors.
 """
@@ -338,7 +339,7 @@ def _cycle_message(depends: Mapping[str, set[str]], done: set[str]) -> str:
 
 
 def same_expression(left: str | None, right: str | None) -> bool:
-    """Whether two expressions parse to the same tree, whatever their spacing and case."""
+    """Return whether two expressions parse to the same tree, whatever their spacing and case."""
     if left is None or right is None:
         return left is right
     if re.sub(r"\s+", " ", left).strip() == re.sub(r"\s+", " ", right).strip():

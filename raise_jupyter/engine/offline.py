@@ -33,7 +33,7 @@ ROWS_PER_BATCH_LIMIT = 2**32
 # Row groups of about 128k rows keep DuckDB's scans parallel after compaction.
 _WRITER_PROPERTIES = WriterProperties(max_row_group_size=131_072, compression="ZSTD")
 
-# DeltaTable objects of the latest versions, refreshed incrementally; one lock per table
+# DeltaTable objects of the latest versions, refreshed incrementally. Each has its own lock
 # because a DeltaTable must not be refreshed and read by two threads at once.
 _cache_lock = threading.Lock()
 _latest: dict[str, tuple[DeltaTable, threading.RLock]] = {}

@@ -27,7 +27,7 @@ _file_columns: OrderedDict[tuple[str, ...], frozenset[str]] = OrderedDict()
 
 @dataclass(frozen=True)
 class GroupLayout:
-    """What a read needs to know of a group definition.
+    """Columns, dtypes and derived expressions of a group, as a read needs them.
 
     Attributes
     ----------
