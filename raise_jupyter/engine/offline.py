@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import shutil
 import threading
@@ -86,16 +87,33 @@ def append(path: Path, data: pa.Table, batch: int) -> int:
     return _find_batch_version(path, batch)
 
 
-def _find_batch_version(path: Path, batch: int) -> int:
-    with _latest_table(path) as table:
-        # Concurrent writers may have committed after this one, so look back a little.
-        for limit in (16, 256, None):
-            entries = table.history(limit)
-            for entry in entries:
-                if entry.get(BATCH_METADATA_KEY) == str(batch):
-                    return int(entry["version"])
-            if limit is not None and len(entries) < limit:
+def _commit_infos(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
+    """Yield (version, commitInfo) of every commit in the log, newest first.
+
+    This reads ``_delta_log`` itself because ``DeltaTable.history()`` in deltalake 1.6.6
+    numbers commits from its snapshot's version, so commits that land during the call get the
+    wrong version numbers.
+    """
+    # NOTE: local file system only; object storage needs the same listing through its client.
+    log = path / "_delta_log"
+    versions = sorted((int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()), reverse=True)
+    for version in versions:
+        try:
+            lines = (log / f"{version:020d}.json").read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:  # removed by log cleanup after listing
+            continue
+        info: dict[str, object] = {}
+        for line in lines:
+            if '"commitInfo"' in line:
+                info = json.loads(line).get("commitInfo", {})
                 break
+        yield version, info
+
+
+def _find_batch_version(path: Path, batch: int) -> int:
+    for version, info in _commit_infos(path):
+        if info.get(BATCH_METADATA_KEY) == str(batch):
+            return version
     raise NotFoundError(f"Ingest batch {batch} is missing from the commit log of {path}.")
 
 
@@ -179,8 +197,8 @@ def _files_of(table: DeltaTable) -> TableFiles:
 
 
 def history(path: Path) -> list[dict[str, object]]:
-    with _latest_table(path) as table:
-        return table.history()
+    """Return the commitInfo of every version, newest first, with its ``version``."""
+    return [{**info, "version": version} for version, info in _commit_infos(path)]
 
 
 def compact(path: Path, *, retention: dt.timedelta) -> dict[str, object]:

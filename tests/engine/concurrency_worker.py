@@ -1,8 +1,8 @@
 """Child process of the tests in test_concurrency.py: one writer, reader, ingester or verifier.
 
-Run as ``python concurrency_worker.py CONFIG_JSON``. The config names the role, the store and
-the files used to signal the parent. The child writes its result to ``config["result"]`` as
-JSON. On any exception it writes ``{"error": traceback}`` there and exits with status 1, so
+Run as ``python concurrency_worker.py CONFIG_PATH``. The JSON config names the role, the store
+and the files used to signal the parent. The child writes its result to ``config["result"]``
+as JSON. On any exception it writes ``{"error": traceback}`` there and exits with status 1, so
 the parent can show the traceback in its assertion message.
 
 Every row carries ``writer_id``, ``batch_no`` and ``row_no``, so the parent can check that
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-# A fixed event time base (2023-11-14 UTC) in microseconds; each batch is one second later.
+# Event time of batch 0 (2023-11-14 UTC) in microseconds. Each later batch is one second later.
 _TS_BASE_US = 1_700_000_000_000_000
 # Interval between polls of a signal file, in seconds.
 _POLL_INTERVAL_S = 0.005
@@ -57,7 +57,7 @@ def open_group(config: dict[str, Any]) -> Any:
 
 
 def wait_for_file(path: Path, max_wait_s: float) -> None:
-    """Poll until ``path`` exists; raise TimeoutError after ``max_wait_s`` seconds."""
+    """Poll until ``path`` exists, and raise TimeoutError after ``max_wait_s`` seconds."""
     deadline = time.monotonic() + max_wait_s
     while not path.exists():
         if time.monotonic() > deadline:
@@ -91,8 +91,8 @@ def run_writer(config: dict[str, Any]) -> dict[str, Any]:
 def run_reader(config: dict[str, Any]) -> dict[str, Any]:
     """Read the row count with count() and with sql() in turn until the stop file appears.
 
-    Each observation is ``[method, rows, batches]``; ``batches`` is the number of distinct
-    (writer_id, batch_no) pairs that sql() saw, and None for count().
+    Each observation is ``[method, rows, batches]``. For sql(), ``batches`` is the number of
+    distinct (writer_id, batch_no) pairs it saw. For count(), it is None.
     """
     from raise_jupyter import FeatureStore
 

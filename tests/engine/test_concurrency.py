@@ -39,7 +39,7 @@ SCHEMA = {
 DERIVED = {"ctr": "clicks / NULLIF(impressions, 0)"}
 
 # Guard against a hung child so that a deadlock fails the test instead of hanging CI. It is
-# no performance limit: a healthy run takes a few seconds per child.
+# not a performance limit, because a healthy child finishes in a few seconds.
 MAX_WAIT_S = 300.0
 POLL_INTERVAL_S = 0.002
 
@@ -50,9 +50,10 @@ ROWS_PER_BATCH = 2_000
 KNOWN_ROWS = 10_000
 BIG_ROWS = 2_500_000
 SMALL_ROWS = 1_000
-# Kill moments as fractions of the time one uncontended ingest of BIG_ROWS took: early ones
-# land before or in the Parquet write, late ones around or after the Delta commit.
-KILL_WINDOWS = [(0.0, 0.05), (0.15, 0.4), (0.4, 0.7), (0.7, 0.95), (0.95, 1.15)]
+# Kill moments as fractions of the time that one uncontended ingest of BIG_ROWS rows took.
+# The first window ends around the catalog's batch reservation, the middle ones fall in the
+# Parquet write, and the last one straddles the Delta commit.
+KILL_WINDOWS = [(0.0, 0.02), (0.1, 0.4), (0.4, 0.7), (0.7, 0.95), (0.95, 1.1)]
 KNOWN_WRITER_ID = 1
 BIG_WRITER_ID = 100
 SMALL_WRITER_ID = 200
@@ -60,7 +61,7 @@ SMALL_WRITER_ID = 200
 
 @dataclass
 class Child:
-    """A worker process with the files it reports through."""
+    """A worker process and the files it reports through."""
 
     name: str
     process: subprocess.Popen[bytes]
@@ -69,7 +70,7 @@ class Child:
 
 
 def _child_env() -> dict[str, str]:
-    """Return the environment without the variables that would point the store elsewhere."""
+    """Return this environment without the variables that would point the store elsewhere."""
     env = dict(os.environ)
     env.pop("RAISE_CATALOG_URL", None)
     env.pop("RAISE_HOME", None)
@@ -93,7 +94,9 @@ def _start_child(workdir: Path, name: str, config: dict[str, Any]) -> Child:
 
 
 def _log_tail(child: Child, lines: int = 30) -> str:
-    text = child.log_path.read_text(encoding="utf-8", errors="replace") if child.log_path.exists() else ""
+    if not child.log_path.exists():
+        return ""
+    text = child.log_path.read_text(encoding="utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
 
 
@@ -108,37 +111,38 @@ def _finish(child: Child, children: list[Child]) -> dict[str, Any]:
     """Close the child's stdin, wait for it to exit and return its result.
 
     A child that exits without a result file gets ``{"error": ...}`` with its exit status and
-    the end of its output. A child still running after MAX_WAIT_S fails the test, and every
-    child in ``children`` is killed first.
+    the end of its output. A child still running after MAX_WAIT_S fails the test, after every
+    child in ``children`` is killed.
     """
     if child.process.stdin is not None:
         child.process.stdin.close()
     try:
         returncode = child.process.wait(timeout=MAX_WAIT_S)
     except subprocess.TimeoutExpired:
-        _kill_all(children)
-        pytest.fail(f"Child {child.name} was still running after {MAX_WAIT_S} s; killed all children.\n{_log_tail(child)}")
+        _kill_all([child, *children])
+        pytest.fail(f"Child {child.name} was still running after {MAX_WAIT_S} s and was killed.\n{_log_tail(child)}")
+
     if child.result_path.exists():
         result = json.loads(child.result_path.read_text(encoding="utf-8"))
     else:
-        result = {"error": f"exited with status {returncode} and wrote no result. Output:\n{_log_tail(child)}"}
+        result = {"error": f"Exited with status {returncode} and wrote no result. Output:\n{_log_tail(child)}"}
     if returncode != 0 and "error" not in result:
-        result["error"] = f"exited with status {returncode}. Output:\n{_log_tail(child)}"
+        result["error"] = f"Exited with status {returncode}. Output:\n{_log_tail(child)}"
     return result
 
 
 def _wait_for_files(paths: list[Path], children: list[Child]) -> None:
-    """Wait until every path exists; fail if a child exits first or MAX_WAIT_S passes."""
+    """Wait until every path exists, and fail if a child exits first or MAX_WAIT_S passes."""
     deadline = time.monotonic() + MAX_WAIT_S
     while not all(path.exists() for path in paths):
         exited = [c for c in children if c.process.poll() is not None]
         if exited:
             _kill_all(children)
             details = "\n".join(f"--- {c.name}:\n{_finish(c, children).get('error')}" for c in exited)
-            pytest.fail(f"A child exited before signalling ready:\n{details}")
+            pytest.fail(f"A child exited before it created its signal file:\n{details}")
         if time.monotonic() > deadline:
             _kill_all(children)
-            pytest.fail(f"Children did not signal ready within {MAX_WAIT_S} s: {[str(p) for p in paths]}")
+            pytest.fail(f"Signal files did not appear within {MAX_WAIT_S} s: {[str(p) for p in paths]}")
         time.sleep(POLL_INTERVAL_S)
 
 
@@ -146,14 +150,13 @@ def _describe_errors(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(f"--- {name}:\n{result['error']}" for name, result in results.items() if "error" in result)
 
 
-def _create_store(root: Path, groups: list[str]) -> FeatureStore:
+def _create_store(root: Path, groups: list[str]) -> None:
     store = FeatureStore(NAMESPACE, root=root)
     for name in groups:
         group = store.create_feature_group(name, keys=["user_id"], event_time="ts")
         group.create_features_from_schema(SCHEMA)
         for feature, expression in DERIVED.items():
             group.create_feature(feature, dtype="float64", derived_from=expression)
-    return store
 
 
 def _base_config(root: Path, group: str) -> dict[str, Any]:
@@ -165,6 +168,14 @@ def _base_config(root: Path, group: str) -> dict[str, Any]:
         "derived": DERIVED,
         "max_wait_s": MAX_WAIT_S,
     }
+
+
+def _row_tags(row_keys: np.ndarray) -> list[tuple[int, int, int]]:
+    """Turn the first row keys back into (writer, batch, row) tags for a failure message."""
+    return [
+        (int(key) // (BATCHES * ROWS_PER_BATCH), int(key) // ROWS_PER_BATCH % BATCHES, int(key) % ROWS_PER_BATCH)
+        for key in row_keys[:5]
+    ]
 
 
 @pytest.mark.slow
@@ -198,7 +209,7 @@ def test_writers_and_reader_concurrent(tmp_path: Path, monkeypatch: pytest.Monke
     )
     children = [*writers, reader]
 
-    # Start all children at once so that their ingests and reads overlap.
+    # Release all children at once so that their ingests and reads overlap.
     _wait_for_files([tmp_path / f"{c.name}.ready" for c in children], children)
     go_file.touch()
     results = {child.name: _finish(child, children) for child in writers}
@@ -208,11 +219,12 @@ def test_writers_and_reader_concurrent(tmp_path: Path, monkeypatch: pytest.Monke
     errors = _describe_errors(results)
     assert not errors, f"Child processes raised:\n{errors}"
 
-    # Final state, read in this process after every child has exited.
+    # The final state, read in this process after every child has exited.
     total = WRITERS * BATCHES * ROWS_PER_BATCH
     store = FeatureStore(NAMESPACE, root=root)
     group = store.get_feature_group(GROUP)
-    assert group.count() == total, f"count() is {group.count():,} after all writers ended, expected {total:,}."
+    count = group.count()
+    assert count == total, f"count() is {count:,} after all writers ended, expected {total:,}."
     sql_rows = store.sql(f'SELECT count(*) AS n FROM "{GROUP}"').to_arrow().column("n")[0].as_py()
     assert sql_rows == total, f"sql() counts {sql_rows:,} rows after all writers ended, expected {total:,}."
 
@@ -221,57 +233,67 @@ def test_writers_and_reader_concurrent(tmp_path: Path, monkeypatch: pytest.Monke
     batch_nos = tags.column("batch_no").to_numpy()
     row_nos = tags.column("row_no").to_numpy()
     in_range = (
-        (writer_ids >= 0) & (writer_ids < WRITERS)
-        & (batch_nos >= 0) & (batch_nos < BATCHES)
-        & (row_nos >= 0) & (row_nos < ROWS_PER_BATCH)
+        (writer_ids >= 0)
+        & (writer_ids < WRITERS)
+        & (batch_nos >= 0)
+        & (batch_nos < BATCHES)
+        & (row_nos >= 0)
+        & (row_nos < ROWS_PER_BATCH)
     )
     assert in_range.all(), f"{int((~in_range).sum()):,} rows carry tags that no writer wrote."
-    row_keys = (writer_ids * BATCHES + batch_nos) * ROWS_PER_BATCH + row_nos
-    copies = np.bincount(row_keys, minlength=total)
+    copies = np.bincount((writer_ids * BATCHES + batch_nos) * ROWS_PER_BATCH + row_nos, minlength=total)
     duplicated = np.flatnonzero(copies > 1)
     missing = np.flatnonzero(copies == 0)
-
-    def _tags_of(keys: np.ndarray) -> list[tuple[int, int, int]]:
-        return [(int(k) // (BATCHES * ROWS_PER_BATCH), int(k) // ROWS_PER_BATCH % BATCHES, int(k) % ROWS_PER_BATCH) for k in keys[:5]]
-
     assert duplicated.size == 0, (
-        f"{duplicated.size:,} (writer, batch, row) tags appear more than once, such as {_tags_of(duplicated)}."
+        f"{duplicated.size:,} (writer, batch, row) tags appear more than once, such as {_row_tags(duplicated)}."
     )
-    assert missing.size == 0, f"{missing.size:,} (writer, batch, row) tags are missing, such as {_tags_of(missing)}."
+    assert missing.size == 0, f"{missing.size:,} (writer, batch, row) tags are missing, such as {_row_tags(missing)}."
 
     # What the reader saw while the writers ran. Its last two reads started after they ended.
     observations = results[reader.name]["observations"]
     counts = [rows for _, rows, _ in observations]
+    print(f"reader: {len(observations)} reads, {len(set(counts))} distinct counts")
     decreases = [(i, counts[i - 1], counts[i]) for i in range(1, len(counts)) if counts[i] < counts[i - 1]]
     assert not decreases, f"The reader's row count decreased (read index, before, after): {decreases[:5]}."
     partial = [(method, rows) for method, rows, _ in observations if rows % ROWS_PER_BATCH]
     assert not partial, f"The reader saw counts that are not whole batches of {ROWS_PER_BATCH:,}: {partial[:5]}."
-    incomplete = [(rows, batches) for method, rows, batches in observations if method == "sql" and rows != batches * ROWS_PER_BATCH]
+    incomplete = [
+        (rows, batches) for method, rows, batches in observations if method == "sql" and rows != batches * ROWS_PER_BATCH
+    ]
     assert not incomplete, f"sql() saw batches with missing rows (rows, batches): {incomplete[:5]}."
     assert counts[-1] == total, f"The reader's last count is {counts[-1]:,} after all writers ended, expected {total:,}."
-    print(f"reader: {len(observations)} reads, {len(set(counts))} distinct counts")
 
-    # The catalog's ingest log against the versions the writers got and the Delta commit log.
+    # The catalog's ingest log against the versions that ingest() returned and the Delta commit log.
     with store._catalog.read() as conn:
         ingests = store._catalog.list_ingests(conn, group._id)
     assert len(ingests) == WRITERS * BATCHES, f"The ingest log has {len(ingests)} entries, expected {WRITERS * BATCHES}."
     not_committed = [(r.batch, r.status) for r in ingests if r.status != "committed"]
     assert not not_committed, f"Ingests not marked committed (batch, status): {not_committed[:5]}."
     wrong_rows = [(r.batch, r.rows) for r in ingests if r.rows != ROWS_PER_BATCH]
-    assert not wrong_rows, f"Ingests logged with a row count other than {ROWS_PER_BATCH:,} (batch, rows): {wrong_rows[:5]}."
-    logged_versions = [r.table_version for r in ingests]
-    assert len(set(logged_versions)) == len(logged_versions), f"Ingests share table versions: {sorted(logged_versions)}."
-    returned_versions = sorted(v for name in results if name.startswith("writer") for v in results[name]["versions"])
-    assert sorted(logged_versions) == returned_versions, (
-        f"The ingest log's table versions {sorted(logged_versions)} differ from those ingest() returned "
-        f"{returned_versions}."
+    assert not wrong_rows, f"Ingests logged with other than {ROWS_PER_BATCH:,} rows (batch, rows): {wrong_rows[:5]}."
+
+    batches_by_version: dict[int | None, list[int]] = {}
+    for record in ingests:
+        batches_by_version.setdefault(record.table_version, []).append(record.batch)
+    shared = {version: batches for version, batches in batches_by_version.items() if len(batches) > 1}
+    assert not shared, f"Ingests logged with the same table version (version: batches): {shared}."
+
+    logged_versions = sorted(r.table_version for r in ingests)
+    returned_versions = sorted(v for name, result in results.items() if name != reader.name for v in result["versions"])
+    assert logged_versions == returned_versions, (
+        f"The ingest log's table versions {logged_versions} differ from those ingest() returned {returned_versions}."
     )
+
     history = group.history().dropna(subset=["batch"])
     commit_versions = {int(row.batch): int(row.version) for row in history.itertuples()}
-    logged_by_batch = {r.batch: r.table_version for r in ingests}
-    assert logged_by_batch == commit_versions, (
-        f"The ingest log's batch-to-version map differs from the Delta commit log: "
-        f"{ {b: (v, commit_versions.get(b)) for b, v in logged_by_batch.items() if commit_versions.get(b) != v} }."
+    mismatched = {
+        r.batch: (r.table_version, commit_versions.get(r.batch))
+        for r in ingests
+        if commit_versions.get(r.batch) != r.table_version
+    }
+    assert not mismatched, (
+        f"The ingest log and the Delta commit log disagree on the version of these batches "
+        f"(batch: logged version, committed version): {mismatched}."
     )
 
 
@@ -282,7 +304,9 @@ def _run_ingest_child(workdir: Path, name: str, config: dict[str, Any]) -> dict[
     return _finish(child, [child])
 
 
-def _ingest_config(root: Path, workdir: Path, name: str, group: str, writer_id: int, batch_no: int, rows: int) -> dict[str, Any]:
+def _ingest_config(
+    root: Path, workdir: Path, name: str, group: str, writer_id: int, batch_no: int, rows: int
+) -> dict[str, Any]:
     return {
         **_base_config(root, group),
         "role": "ingest",
@@ -308,10 +332,10 @@ def _kill_phase(ingest: dict[str, Any] | None, in_delta: bool) -> str:
     if ingest is None:
         return "before the catalog reserved a batch"
     if ingest["status"] == "committed":
-        return "after ingest() finished"
+        return "after the catalog marked the batch committed"
     if in_delta:
-        return "after the Delta commit, before the catalog update"
-    return "during the Parquet write, before the Delta commit"
+        return "after the Delta commit, before the catalog marked it committed"
+    return "after the catalog reserved a batch, before the Delta commit"
 
 
 @pytest.mark.slow
@@ -349,19 +373,21 @@ def test_killed_ingest_all_or_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
         _wait_for_files([Path(config["ready_file"])], [child])
         time.sleep(delay)
         # The child blocks on stdin after ingest() returns, so it is alive unless it failed.
-        exited = child.process.poll()
-        if exited is not None:
-            pytest.fail(f"The ingest child exited with status {exited} before the kill ({context}):\n{_finish(child, [child])['error']}")
+        exit_status = child.process.poll()
+        if exit_status is not None:
+            pytest.fail(
+                f"The ingest child exited with status {exit_status} before the kill ({context}):\n"
+                f"{_finish(child, [child])['error']}"
+            )
         child.process.send_signal(signal.SIGKILL)
         returncode = child.process.wait(timeout=MAX_WAIT_S)
         assert returncode == -signal.SIGKILL, f"The ingest child exited with status {returncode}, not by SIGKILL ({context})."
         returned = Path(config["done_file"]).exists()
 
         # A fresh process opens the store, reads it and ingests a small batch.
-        verify_name = f"verify-{round_no}"
         verifier = _start_child(
             tmp_path,
-            verify_name,
+            f"verify-{round_no}",
             {
                 **_base_config(root, GROUP),
                 "role": "verify",
@@ -374,12 +400,11 @@ def test_killed_ingest_all_or_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
         assert "error" not in verify, f"The store failed after the kill ({context}):\n{verify['error']}"
         before = verify["before"]
         count = before["count"]
-
         new_ingests = [r for r in before["ingests"] if r["batch"] not in seen_batches]
         big_ingest = next((r for r in new_ingests if r["rows"] == BIG_ROWS), None)
         in_delta = big_ingest is not None and big_ingest["batch"] in before["committed_batches"]
-        phase = _kill_phase(big_ingest, in_delta)
         visible = count == expected_count + BIG_ROWS
+        phase = _kill_phase(big_ingest, in_delta)
         phases.append(phase)
         print(f"{context}: {phase}; batch {'fully visible' if visible else 'not visible'}")
 
@@ -392,7 +417,7 @@ def test_killed_ingest_all_or_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
         assert not partial, f"Batches with missing or extra rows (writer_id, batch_no, n): {partial} ({context})."
         assert visible == in_delta, (
             f"The batch is {'visible' if visible else 'not visible'} to reads, but the Delta commit log "
-            f"{'has' if in_delta else 'lacks'} it ({context}); ingest log entries: {new_ingests}."
+            f"{'has' if in_delta else 'lacks'} it ({context}). Ingest log entries: {new_ingests}."
         )
         if returned:
             assert visible, f"ingest() returned before the kill, but its batch is not visible ({context})."
@@ -404,7 +429,9 @@ def test_killed_ingest_all_or_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
             f"count() is {after['count']:,} after ingesting {SMALL_ROWS:,} rows into {count:,}, expected "
             f"{count + SMALL_ROWS:,} ({context})."
         )
-        small_ingest = next((r for r in after["ingests"] if r["rows"] == SMALL_ROWS and r["batch"] not in seen_batches), None)
+        small_ingest = next(
+            (r for r in after["ingests"] if r["rows"] == SMALL_ROWS and r["batch"] not in seen_batches), None
+        )
         assert small_ingest is not None, f"The ingest log lacks the ingest made after the kill ({context})."
         assert small_ingest["status"] == "committed", (
             f"The ingest made after the kill is logged as {small_ingest['status']!r}, expected 'committed' ({context})."
