@@ -228,7 +228,7 @@ def measure_ingest(table: pa.Table, workdir: Path, repeats: int) -> Timings:
         ),
     }
 
-    for side, run in runs.items():
+    for run in runs.values():
         run("warmup")
 
     timings = Timings()

@@ -11,7 +11,6 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -695,5 +694,3 @@ def _storage_type(arrow_type: Any) -> pa.DataType:
         return arrow_type
     return pa.field(arrow_type).type if hasattr(arrow_type, "__arrow_c_schema__") else arrow_type
 
-
-_ = Path

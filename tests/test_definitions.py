@@ -83,8 +83,8 @@ def test_group_list_and_delete(fs: FeatureStore, group) -> None:
 
     assert [g.name for g in fs.list_feature_groups()] == ["other"]
     assert not (fs.root / "tables" / "acme" / "ml" / "engagement" / "user-signals").exists()
-    with pytest.raises(NotFoundError):
-        group.features
+    with pytest.raises(NotFoundError, match="was deleted"):
+        _ = group.features
     recreated = fs.create_feature_group("user-signals")
     assert recreated.features == []
     assert recreated.count() == 0
