@@ -56,7 +56,9 @@ def feature_of(record: FeatureRecord, group: str) -> Feature:
 def layout_of(group: GroupRecord, features: Sequence[FeatureRecord]) -> GroupLayout:
     """Return the read layout: keys, event time, stored features, then derived features."""
     definitions = [definition_of(f) for f in features]
-    return _layout(group.keys or (), group.event_time, definitions)
+    layout = _layout(group.keys or (), group.event_time, definitions)
+    since = {f.name: f.since_version for f in features if f.since_version is not None and f.derived_from is None}
+    return dataclass_replace(layout, since=since)
 
 
 def _layout(keys: Iterable[str], event_time: str | None, definitions: Sequence[Definition]) -> GroupLayout:

@@ -250,6 +250,9 @@ class FeatureGroup:
             if plan.is_empty:
                 return self._pick(plan, specs)
 
+            # The Delta schema follows the catalog inside the catalog transaction, so a failure
+            # here rolls the definitions back.
+            version = self._sync_table_schema(plan.result)
             for definition in plan.inserts:
                 self._catalog.insert_feature(
                     conn,
@@ -259,8 +262,10 @@ class FeatureGroup:
                     derived_from=definition.derived_from,
                     description=definition.description,
                     tags=definition.tags,
+                    since_version=version if definition.derived_from is None else None,
                 )
             for existing, definition in plan.updates:
+                became_stored = existing.derived_from is not None and definition.derived_from is None
                 self._catalog.update_feature(
                     conn,
                     existing.id,
@@ -268,10 +273,8 @@ class FeatureGroup:
                     derived_from=definition.derived_from,
                     description=definition.description,
                     tags=definition.tags,
+                    since_version=version if became_stored else existing.since_version,
                 )
-            # The Delta schema follows the catalog inside the catalog transaction, so a failure
-            # here rolls the definitions back.
-            self._sync_table_schema(plan.result)
 
         logger.info(
             "Defined features of %s: %d created, %d updated", self.name, len(plan.inserts), len(plan.updates)
@@ -282,13 +285,14 @@ class FeatureGroup:
         by_lower = {d.name.lower(): d for d in plan.result}
         return [by_lower[s.name.lower()].to_feature(self.name) for s in specs]
 
-    def _sync_table_schema(self, result: Sequence[definitions.Definition]) -> None:
+    def _sync_table_schema(self, result: Sequence[definitions.Definition]) -> int:
+        """Add missing stored columns to the Delta table and return its version afterwards."""
         fields = [
             pa.field(d.name, definitions.parse_dtype(d.dtype).storage_type)
             for d in result
             if d.derived_from is None
         ]
-        offline.add_columns(self._path, fields)
+        return offline.add_columns(self._path, fields)
 
     def create_feature(
         self,

@@ -270,3 +270,15 @@ def test_features_bulk_is_atomic(group) -> None:
         )
 
     assert [f.name for f in group.features] == before
+
+
+def test_feature_recreated_hides_old_values(group) -> None:
+    group.create_feature("shares", dtype="int64")
+    before_delete = group.ingest([{"user_id": 1, "ts": dt.datetime(2024, 1, 1), "shares": 3}]).version
+    group.delete_feature("shares")
+
+    group.create_feature("shares", dtype="string")
+
+    old = group.to_arrow(["user_id", "shares"], as_of=before_delete)
+    assert old.column("shares").to_pylist() == [None]
+    assert old.column("user_id").to_pylist() == [1]

@@ -59,6 +59,7 @@ class FeatureRecord:
     description: str | None
     tags: dict[str, str] = field(default_factory=dict)
     position: int = 0
+    since_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def _feature_record(row: Any) -> FeatureRecord:
         description=row.description,
         tags=dict(row.tags or {}),
         position=row.position,
+        since_version=row.since_version,
     )
 
 
@@ -257,6 +259,7 @@ class Catalog:
         derived_from: str | None,
         description: str | None,
         tags: dict[str, str],
+        since_version: int | None,
     ) -> None:
         t = tables.features
         position = conn.execute(
@@ -272,6 +275,7 @@ class Catalog:
                 description=description,
                 tags=tags,
                 position=position,
+                since_version=since_version,
                 created_at=now,
                 updated_at=now,
             )
@@ -290,7 +294,8 @@ class Catalog:
         """Reserve the next batch number of a group and log the ingest as pending."""
         t = tables.feature_groups
         with self.write() as conn:
-            batch = conn.execute(sa.select(t.c.next_batch).where(t.c.id == group_id)).scalar()
+            # FOR UPDATE matters on Postgres; SQLite's BEGIN IMMEDIATE already serializes writers.
+            batch = conn.execute(sa.select(t.c.next_batch).where(t.c.id == group_id).with_for_update()).scalar()
             if batch is None:
                 raise StoreError(f"Feature group id {group_id} was deleted while ingesting.")
             conn.execute(t.update().where(t.c.id == group_id).values(next_batch=batch + 1))

@@ -37,11 +37,15 @@ class GroupLayout:
         Derived features: name to (expression, dtype), in display order.
     levels
         Derived feature names by dependency level.
+    since
+        First table version that holds each stored column's values (see the catalog's
+        ``since_version``); older versions read NULL.
     """
 
     stored: dict[str, DType]
     derived: dict[str, tuple[str, DType]] = field(default_factory=dict)
     levels: list[list[str]] = field(default_factory=list)
+    since: dict[str, int] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -89,7 +93,7 @@ def _stored_select(layout: GroupLayout, files: offline.TableFiles, include_seq: 
     if include_seq:
         items.append(f"{quote(offline.SEQ_COLUMN)}" if present else f"CAST(NULL AS BIGINT) AS {quote(offline.SEQ_COLUMN)}")
     for name, dtype in layout.stored.items():
-        if name not in present:
+        if name not in present or layout.since.get(name, 0) > files.version:
             items.append(f"CAST(NULL AS {dtype.sql_type}) AS {quote(name)}")
         elif dtype.kind == "vector":
             items.append(f"CAST({quote(name)} AS {dtype.sql_type}) AS {quote(name)}")

@@ -45,6 +45,9 @@ features = sa.Table(
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("tags", sa.JSON, nullable=False),
     sa.Column("position", sa.Integer, nullable=False),
+    # First table version whose column of this name belongs to this feature. Reads of older
+    # versions show NULL, because the column may have held a deleted feature's values then.
+    sa.Column("since_version", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("group_id", "name", name="uq_features_group_id_name"),
