@@ -466,7 +466,12 @@ class FeatureGroup:
 
         if inferred:
             self._register_inferred(inferred)
-        version = self._append(conformed)
+        try:
+            version = self._append(conformed)
+        except BaseException:
+            if inferred:
+                self._unregister_inferred(inferred)
+            raise
         logger.info("Ingested %d rows into %s (version %d)", table.num_rows, self.name, version)
         return IngestResult(self.name, table.num_rows, version, [f.name for f in inferred])
 
@@ -494,17 +499,25 @@ class FeatureGroup:
         if inferred:
             plan_specs = [make_spec(f.name, f.dtype) for f in inferred]
             definitions.plan_changes(record, records, plan_specs, replace=False, has_data=False)
-            listed = ", ".join(f"{f.name} {f.dtype}" for f in inferred)
-            warnings.warn(
-                f"Inferred {len(inferred)} features of {self.name!r} from the data: {listed}. Declare "
-                "features with create_features_from_schema() to choose their dtypes.",
-                RaiseWarning,
-                stacklevel=3,
-            )
         return inferred
 
     def _register_inferred(self, inferred: list[FeatureRecord]) -> None:
         self._define([make_spec(f.name, f.dtype) for f in inferred], replace=False)
+        listed = ", ".join(f"{f.name} {f.dtype}" for f in inferred)
+        warnings.warn(
+            f"Inferred {len(inferred)} features of {self.name!r} from the data: {listed}. Declare "
+            "features with create_features_from_schema() to choose their dtypes.",
+            RaiseWarning,
+            stacklevel=4,
+        )
+
+    def _unregister_inferred(self, inferred: list[FeatureRecord]) -> None:
+        """Remove features inferred by an ingest whose write failed, so it leaves no trace."""
+        names_to_remove = {f.name for f in inferred}
+        with self._catalog.write() as conn:
+            for record in self._catalog.list_features(conn, self._id):
+                if record.name in names_to_remove:
+                    self._catalog.delete_feature(conn, record.id)
 
     def _append(self, conformed: pa.Table) -> int:
         batch = self._catalog.begin_ingest(self._id, conformed.num_rows)

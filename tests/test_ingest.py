@@ -223,3 +223,20 @@ def test_ingest_twice_appends(group: FeatureGroup) -> None:
     assert second.version > first.version
     assert group.count() == 4
     assert group.count(as_of=first.version) == 2
+
+
+def test_ingest_failed_write_keeps_no_inferred(fs: FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Delta append is replaced by one that fails, standing in for a full disk."""
+    from raise_jupyter.engine import offline
+
+    group = fs.create_feature_group("fragile", keys="user_id")
+
+    def failing_append(*args: object, **kwargs: object) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(offline, "append", failing_append)
+    with pytest.raises(OSError, match="disk full"), pytest.warns(RaiseWarning):
+        group.ingest({"user_id": [1], "score": [0.5]})
+
+    assert group.features == []
+    assert group.count() == 0
