@@ -106,6 +106,9 @@ def _merge_one(
     if spec.dtype is not None and spec.dtype != existing.dtype:
         raise _conflict(group, existing, spec, f"dtype {existing.dtype} versus {spec.dtype}")
 
+    if spec.derived_from is None and existing.derived_from is not None and not spec.dtype_only:
+        raise _conflict(group, existing, spec, "the existing feature is derived, the new one stored")
+
     if spec.derived_from is not None:
         if existing.derived_from is None and has_data:
             raise _conflict(group, existing, spec, "a stored feature that has data cannot become derived")
@@ -185,6 +188,7 @@ def _infer_missing_dtypes(definitions: dict[str, Definition], group: GroupRecord
         return
     placeholder = {**definitions, **{d.name: dataclass_replace(d, dtype="float64") for d in missing}}
     layout = _layout(group.keys or (), group.event_time, list(placeholder.values()))
+    _check_derived_columns(layout)
     types = _expression_types(layout)
     for definition in missing:
         inferred = dtype_from_sql(types[definition.name])
@@ -225,13 +229,17 @@ def validate_group(keys: Iterable[str], event_time: str | None, definitions: Seq
     layout = _layout(keys, event_time, definitions)
     if not layout.derived:
         return
-    available = layout.names
-    for name, (expr, _) in layout.derived.items():
-        parsed = expressions.parse_expression(expr, what=f"derived feature {name!r}")
-        expressions.check_columns(parsed, available, what=f"derived feature {name!r}")
+    _check_derived_columns(layout)
     types = _expression_types(layout)
     for name, (expr, dtype) in layout.derived.items():
         expressions.check_result_type(name, types[name], dtype, expr)
+
+
+def _check_derived_columns(layout: GroupLayout) -> None:
+    for name, (expr, _) in layout.derived.items():
+        parsed = expressions.parse_expression(expr, what=f"derived feature {name!r}")
+        others = [column for column in layout.names if column != name]
+        expressions.check_columns(parsed, others, what=f"derived feature {name!r}")
 
 
 def dependents_of(name: str, definitions: Sequence[Definition]) -> list[str]:

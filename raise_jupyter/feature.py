@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -71,13 +72,18 @@ class Feature:
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """A requested feature definition; None means "not specified"."""
+    """A requested feature definition; None means "not specified".
+
+    ``dtype_only`` marks an entry of a name-to-dtype schema, which says nothing about whether
+    the feature is stored or derived, so it matches a derived feature of that dtype.
+    """
 
     name: str
     dtype: str | None
     derived_from: str | None = None
     description: str | None = None
     tags: dict[str, str] | None = None
+    dtype_only: bool = False
 
 
 def normalize_tags(tags: object, *, what: str) -> dict[str, str] | None:
@@ -164,7 +170,7 @@ def specs_from_schema(schema: object) -> list[FeatureSpec]:
         if isinstance(value, Mapping):
             specs.append(spec_from_mapping(value, default_name=name))
         else:
-            specs.append(make_spec(name, value))
+            specs.append(dataclasses.replace(make_spec(name, value), dtype_only=True))
     return specs
 
 

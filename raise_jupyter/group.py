@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow as pa
 
 from raise_jupyter import definitions, names
@@ -557,26 +558,54 @@ class FeatureGroup:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def _resolve_version(self, as_of: Any) -> Any:
-        if isinstance(as_of, bool):
-            raise DefinitionError(f"as_of must be a table version or a timestamp, got {as_of!r}.")
+    def _resolve_version(self, as_of: Any, record: GroupRecord) -> int | dt.datetime | None:
+        invalid = DefinitionError(
+            f"as_of must be a table version number (0 or more), a datetime, a date or an ISO 8601 "
+            f"string, got {as_of!r}."
+        )
+        if isinstance(as_of, bool) or (isinstance(as_of, int) and as_of < 0):
+            raise invalid
         try:
-            return reader.resolve_version(self._path, as_of)
+            version = reader.resolve_version(as_of)
         except (ValueError, TypeError):
-            raise DefinitionError(
-                f"as_of must be a table version number, a datetime or an ISO 8601 string, got {as_of!r}."
+            raise invalid from None
+
+        created = record.created_at if record.created_at.tzinfo else record.created_at.replace(tzinfo=dt.timezone.utc)
+        if isinstance(version, dt.datetime) and version < created:
+            raise NotFoundError(
+                f"as_of {as_of!r} is before feature group {self.name!r} was created "
+                f"({created.isoformat()}); pass a later time or a version number."
+            )
+        return version
+
+    def _files(self, as_of: Any, record: GroupRecord) -> offline.TableFiles:
+        version = self._resolve_version(as_of, record)
+        try:
+            files = offline.table_files(self._path, version)
+        except NotFoundError:
+            raise NotFoundError(
+                f"Feature group {self.name!r} has no table version {as_of!r}; its versions run from 0 "
+                f"to {self.version} (see group.history())."
             ) from None
 
-    def _files(self, as_of: Any) -> offline.TableFiles:
-        version = self._resolve_version(as_of)
+        if version is not None and not all(os.path.exists(path) for path in files.paths):
+            raise self._files_gone(files.version)
+        return files
+
+    def _files_gone(self, version: int) -> NotFoundError:
+        return NotFoundError(
+            f"The files of version {version} of feature group {self.name!r} are gone, most likely "
+            "removed by compact(); read a newer version."
+        )
+
+    def _read(self, sql: str, schema: pa.Schema | None, version: int) -> pa.Table:
+        """Run a read query, turning DuckDB's errors into Raise's."""
         try:
-            return offline.table_files(self._path, version)
-        except NotFoundError:
-            latest = self.version
-            raise NotFoundError(
-                f"Feature group {self.name!r} has no table version {as_of!r}; versions run from 0 to "
-                f"{latest}, and timestamps must not precede the group's creation."
-            ) from None
+            return reader.read_arrow(sql, schema)
+        except duckdb.IOException:
+            raise self._files_gone(version) from None
+        except duckdb.Error as error:
+            raise QueryError(f"Reading feature group {self.name!r} failed: {str(error).strip()}") from None
 
     def _select_sql(
         self, columns: str | Sequence[str] | None, where: str | None, as_of: Any, *, include_seq: bool = False
@@ -585,9 +614,8 @@ class FeatureGroup:
         layout = definitions.layout_of(record, records)
         selected = [] if columns == () else self._check_selection(columns, layout.names)
         if where is not None:
-            parsed = expressions.parse_expression(where, what="the where filter")
-            expressions.check_columns(parsed, layout.names, what="the where filter")
-        files = self._files(as_of)
+            expressions.check_filter(where, layout)
+        files = self._files(as_of, record)
         sql = reader.relation_sql(layout, files, columns=selected, where=where, include_seq=include_seq)
         schema_columns = [offline.SEQ_COLUMN, *selected] if include_seq else selected
         schema = pa.schema(
@@ -639,13 +667,11 @@ class FeatureGroup:
         --------
         >>> group.to_arrow(["user_id", "ctr"], where="impressions > 0")  # doctest: +SKIP
         """
-        sql, schema, _ = self._select_sql(columns, where, as_of)
-        try:
-            return reader.read_arrow(sql, schema)
-        except Exception as error:  # duckdb raises many Error subclasses
-            if isinstance(error, pa.ArrowException):
-                raise
-            raise QueryError(f"Reading feature group {self.name!r} failed: {str(error).strip()}") from None
+        sql, schema, version = self._select_sql(columns, where, as_of)
+        if not schema.names:
+            # A group without features has no columns to read.
+            return schema.empty_table()
+        return self._read(sql, schema, version)
 
     def to_pandas(
         self,
@@ -673,8 +699,9 @@ class FeatureGroup:
 
     def count(self, *, as_of: int | str | dt.datetime | None = None) -> int:
         """Return the number of rows (of a table version with ``as_of``)."""
-        sql, _, _ = self._select_sql((), None, as_of)
-        return int(reader.read_arrow(f"SELECT count(*) AS n FROM ({sql}) AS t").column("n")[0].as_py())
+        sql, _, version = self._select_sql((), None, as_of)
+        counted = self._read(f"SELECT count(*) AS n FROM ({sql}) AS t", None, version)
+        return int(counted.column("n")[0].as_py())
 
     def history(self) -> pandas.DataFrame:
         """Return the table's versions, newest first: version, time, operation and rows added."""

@@ -89,7 +89,7 @@ def test_read_as_of_timestamp(group) -> None:
 
 
 def test_read_as_of_unknown_version(group) -> None:
-    with pytest.raises(NotFoundError, match=r"has no table version 999; versions run from 0 to"):
+    with pytest.raises(NotFoundError, match=r"has no table version 999; its versions run from 0 to"):
         group.to_arrow(as_of=999)
 
 
@@ -142,3 +142,35 @@ def test_compact_merges_files(group) -> None:
     assert group.to_arrow().sort_by("user_id").equals(before)
     parquet_files = list(group._path.glob("*.parquet"))
     assert len(parquet_files) == 1
+
+
+def test_read_as_of_negative(group) -> None:
+    with pytest.raises(DefinitionError, match=r"as_of must be a table version number \(0 or more\).*got -1"):
+        group.to_arrow(as_of=-1)
+
+
+def test_read_as_of_before_creation(group) -> None:
+    with pytest.raises(NotFoundError, match=r"as_of '2024-01-01' is before feature group 'user-signals' was created"):
+        group.count(as_of="2024-01-01")
+
+
+def test_read_where_must_be_condition(group) -> None:
+    with pytest.raises(DefinitionError, match=r"where filter must be a condition, but 'clicks' returns BIGINT"):
+        group.to_arrow(where="clicks")
+
+
+def test_read_group_without_features(fs: FeatureStore) -> None:
+    table = fs.create_feature_group("empty").to_arrow()
+
+    assert table.num_columns == 0
+    assert table.num_rows == 0
+
+
+def test_read_compacted_version_gone(group) -> None:
+    first = group.ingest(_batch(0, 5))
+    group.ingest(_batch(5, 5))
+    group.compact(retention=dt.timedelta(0))
+
+    with pytest.raises(NotFoundError, match=rf"files of version {first.version} .* are gone, most likely removed by compact\(\)"):
+        group.count(as_of=first.version)
+    assert group.count() == 10

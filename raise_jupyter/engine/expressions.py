@@ -18,13 +18,16 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from raise_jupyter.dtypes import DType, dtype_from_sql
 from raise_jupyter.engine.duck import connection, quote
 from raise_jupyter.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from raise_jupyter.engine.reader import GroupLayout
 
 MAX_EXPRESSION_LENGTH = 10_000
 
@@ -260,6 +263,21 @@ def result_types(
             selected = ", ".join(f"(\n{expressions[name]}\n) AS {quote(name)}" for name in level)
             sql = f"SELECT *, {selected} FROM ({sql}) AS t"
     return types
+
+
+def check_filter(where: str, layout: GroupLayout) -> None:
+    """Raise unless ``where`` is a valid row-level boolean expression over the layout's columns."""
+    parsed = parse_expression(where, what="the where filter")
+    check_columns(parsed, layout.names, what="the where filter")
+
+    expressions = {name: expr for name, (expr, _) in layout.derived.items()}
+    expressions["_raise_filter"] = where
+    types = result_types(layout.stored, expressions, [*layout.levels, ["_raise_filter"]])
+    if types["_raise_filter"] != "BOOLEAN":
+        raise DefinitionError(
+            f"The where filter must be a condition, but {where!r} returns {types['_raise_filter']}; "
+            "write a comparison such as 'clicks > 0'."
+        )
 
 
 def _first_line(error: BaseException) -> str:

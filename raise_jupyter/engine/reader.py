@@ -12,7 +12,6 @@ import datetime as dt
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 
@@ -144,7 +143,7 @@ def read_arrow(sql: str, schema: pa.Schema | None = None) -> pa.Table:
     return table
 
 
-def resolve_version(path: Path, as_of: int | str | dt.datetime | dt.date | None) -> int | dt.datetime | None:
+def resolve_version(as_of: int | str | dt.datetime | dt.date | None) -> int | dt.datetime | None:
     """Turn ``as_of`` (a version number, a datetime or an ISO string) into a table version key."""
     if as_of is None or isinstance(as_of, int):
         return as_of
