@@ -48,7 +48,12 @@ __all__ = ["FeatureGroup"]
 
 logger = logging.getLogger(__name__)
 
-_UNSET: Any = object()
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+_UNSET: Any = _Unchanged()
 _COMMIT_ATTEMPTS = 5
 DEFAULT_RETENTION = dt.timedelta(days=7)
 
@@ -118,7 +123,11 @@ class FeatureGroup:
 
     @property
     def version(self) -> int:
-        """Current Delta table version (0 for a group that has never been written)."""
+        """Current table version.
+
+        Version 0 is the empty table made with the group; each ingest, each batch of new
+        stored features, each deleted stored feature and each compaction adds one.
+        """
         return offline.latest_version(self._path)
 
     def __repr__(self) -> str:
@@ -397,9 +406,8 @@ class FeatureGroup:
                     f"{expressions.suggest(name, known)} Features: {', '.join(known) or '(none)'}."
                 )
             if name in (record.keys or ()) or name == record.event_time:
-                raise DefinitionError(
-                    f"Feature {name!r} is a key or the event time of group {self.name!r} and cannot be deleted."
-                )
+                role = "a key" if name in (record.keys or ()) else "the event time"
+                raise DefinitionError(f"Feature {name!r} is {role} of group {self.name!r} and cannot be deleted.")
             users = definitions.dependents_of(name, [definitions.definition_of(f) for f in current])
             if users:
                 raise DefinitionError(
@@ -423,7 +431,7 @@ class FeatureGroup:
             data = reader.read_arrow(f"SELECT {select} FROM {scan}").cast(schema)
         else:
             data = schema.empty_table()
-        offline.overwrite(self._path, data, schema)
+        offline.overwrite(self._path, data, schema, operation=f"DELETE FEATURE {name}")
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -704,28 +712,41 @@ class FeatureGroup:
         return int(counted.column("n")[0].as_py())
 
     def history(self) -> pandas.DataFrame:
-        """Return the table's versions, newest first: version, time, operation and rows added."""
+        """Return the table's versions, newest first.
+
+        Columns: ``version``; ``timestamp`` (UTC); ``operation`` (``INGEST``, ``ADD COLUMN`` when
+        a feature is defined, ``DELETE FEATURE <name>``, ``COMPACT``, ``CREATE TABLE``);
+        ``rows_added``; and ``batch``, the ingest's batch number in the catalog's ingest log.
+        """
         import pandas as pd
 
         rows = []
         for entry in offline.history(self._path):
             metrics = entry.get("operationMetrics", {}) or {}
+            batch = entry.get(offline.BATCH_METADATA_KEY)
+            operation = entry.get(offline.OPERATION_METADATA_KEY) or ("INGEST" if batch else entry.get("operation"))
             rows.append(
                 {
                     "version": entry.get("version"),
                     "timestamp": pd.Timestamp(entry.get("timestamp"), unit="ms", tz="UTC"),
-                    "operation": entry.get("operation"),
-                    "rows_added": metrics.get("num_added_rows"),
-                    "batch": int(entry[offline.BATCH_METADATA_KEY]) if offline.BATCH_METADATA_KEY in entry else None,
+                    "operation": operation,
+                    "rows_added": metrics.get("num_added_rows") if batch else None,
+                    "batch": int(batch) if batch else None,
                 }
             )
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows, columns=["version", "timestamp", "operation", "rows_added", "batch"])
+        return frame.astype({"version": "int64", "rows_added": "Int64", "batch": "Int64"})
 
-    def compact(self, *, retention: dt.timedelta = DEFAULT_RETENTION) -> dict[str, Any]:
+    def compact(self, *, retention: dt.timedelta = DEFAULT_RETENTION) -> dict[str, int]:
         """Merge small files, then delete files no version has referenced for ``retention``.
 
         Versions whose files are deleted can no longer be read with ``as_of``; the default
         retention of 7 days keeps a week of time travel.
+
+        Returns
+        -------
+        dict
+            ``files_merged``, ``files_written``, ``files_deleted`` and the new ``version``.
         """
         if not isinstance(retention, dt.timedelta) or retention < dt.timedelta(0):
             raise DefinitionError(f"retention must be a non-negative timedelta, got {retention!r}.")

@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+import duckdb
 import sqlalchemy as sa
 
 from raise_jupyter import names
@@ -15,7 +16,7 @@ from raise_jupyter.engine import offline
 from raise_jupyter.engine.catalog import Catalog, GroupRecord
 from raise_jupyter.engine.duck import connection, quote
 from raise_jupyter.engine.expressions import suggest
-from raise_jupyter.errors import DefinitionError, NotFoundError, QueryError
+from raise_jupyter.errors import DefinitionError, NotFoundError, QueryError, StoreError
 from raise_jupyter.feature import normalize_tags
 from raise_jupyter.group import FeatureGroup
 from raise_jupyter.results import QueryResult
@@ -46,16 +47,50 @@ def _catalog_url(root: Path) -> str:
     return url or f"sqlite:///{root / 'catalog.db'}"
 
 
+def _make_root(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StoreError(f"Store root {str(root)!r} is a file, not a directory; pass another root.") from None
+    except OSError as error:
+        raise StoreError(
+            f"Cannot create store root {str(root)!r}: {error.strerror}. Pass a writable directory as "
+            "root= or set RAISE_HOME."
+        ) from None
+
+
 def open_catalog(root: Path) -> Catalog:
     """Return this process's catalog connection of a store root, migrating it if needed."""
+    _make_root(root)
     url = _catalog_url(root)
     with _catalogs_lock:
         catalog = _catalogs.get(url)
         if catalog is None:
-            root.mkdir(parents=True, exist_ok=True)
             catalog = Catalog(url, lock_path=root / "catalog.lock")
             _catalogs[url] = catalog
     return catalog
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0]
+
+
+def _check_single_select(query: str) -> None:
+    cursor = connection().cursor()
+    try:
+        statements = cursor.extract_statements(query)
+    except duckdb.Error as error:
+        raise QueryError(f"Query failed: {str(error).strip()}") from None
+    finally:
+        cursor.close()
+
+    if len(statements) != 1:
+        raise DefinitionError(f"sql() runs one query, but the text has {len(statements)} statements.")
+    kind = statements[0].type
+    if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+        raise DefinitionError(
+            f"sql() runs SELECT queries only, got a {kind.name} statement; use DuckDB directly for other statements."
+        )
 
 
 def _normalize_keys(keys: object) -> list[str] | None:
@@ -132,6 +167,8 @@ class FeatureStore:
         keys_list = _normalize_keys(keys)
         if event_time is not None:
             event_time = names.validate_feature_name(event_time)
+        if keys_list and event_time in keys_list:
+            raise DefinitionError(f"Column {event_time!r} cannot be both a key and the event time.")
         if description is not None and not isinstance(description, str):
             raise DefinitionError(f"description must be a string, got {description!r}.")
         tag_map = normalize_tags(tags, what=f"feature group {name!r}")
@@ -217,26 +254,41 @@ class FeatureStore:
     # -- SQL --------------------------------------------------------------------------------
 
     def sql(self, query: str) -> QueryResult:
-        """Run a DuckDB SQL query in which every feature group is a table named after it.
+        """Run one DuckDB ``SELECT`` query in which every feature group is a table named after it.
 
         Group names contain ``-``, so quote them: ``SELECT avg(ctr) FROM "user-signals"``.
-        Derived features are columns like any other.
+        Derived features are columns like any other. Each call reads the latest version of each
+        group it names, and ``QueryResult.versions`` records which. Statements other than a
+        single query (``CREATE``, ``COPY``, ``ATTACH``, several statements) are rejected.
+
+        Examples
+        --------
+        >>> fs.sql('SELECT carrier, avg(speed_mph) FROM "flights" GROUP BY carrier')  # doctest: +SKIP
         """
         if not isinstance(query, str) or not query.strip():
             raise DefinitionError(f"sql() needs a query string, got {query!r}.")
 
+        _check_single_select(query)
+        groups = self.list_feature_groups()
         lowered = query.lower()
-        groups = [g for g in self.list_feature_groups() if g.name in lowered]
         cursor = connection().cursor()
         try:
             versions = {}
             for group in groups:
+                if group.name not in lowered:
+                    continue
                 view_sql, version = group._view_sql()
                 cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(group.name)} AS {view_sql}")
                 versions[group.name] = version
             try:
                 table = cursor.execute(query).to_arrow_table()
-            except Exception as error:  # duckdb raises many Error subclasses
+            except duckdb.CatalogException as error:
+                names_text = ", ".join(f'"{g.name}"' for g in groups) or "(none)"
+                raise QueryError(
+                    f"Query failed: {_first_line(error)} Feature groups of namespace "
+                    f"{self.namespace!r}: {names_text}."
+                ) from None
+            except duckdb.Error as error:
                 raise QueryError(f"Query failed: {str(error).strip()}") from None
         finally:
             cursor.close()

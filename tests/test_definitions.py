@@ -218,7 +218,7 @@ def test_feature_delete_used_by_derived(group) -> None:
 
 
 def test_feature_delete_key(group) -> None:
-    with pytest.raises(DefinitionError, match="'user_id' is a key or the event time"):
+    with pytest.raises(DefinitionError, match="'user_id' is a key of group 'user-signals'"):
         group.delete_feature("user_id")
 
 
@@ -282,3 +282,24 @@ def test_feature_recreated_hides_old_values(group) -> None:
     old = group.to_arrow(["user_id", "shares"], as_of=before_delete)
     assert old.column("shares").to_pylist() == [None]
     assert old.column("user_id").to_pylist() == [1]
+
+
+def test_group_key_as_event_time(fs: FeatureStore) -> None:
+    with pytest.raises(DefinitionError, match="'id' cannot be both a key and the event time"):
+        fs.create_feature_group("g", keys="id", event_time="id")
+
+
+def test_store_root_is_file(tmp_path: Path) -> None:
+    from raise_jupyter import StoreError
+
+    path = tmp_path / "afile"
+    path.write_text("not a store")
+
+    with pytest.raises(StoreError, match="is a file, not a directory"):
+        FeatureStore("acme", root=path)
+
+
+def test_stored_spec_does_not_match_derived(group) -> None:
+    with pytest.raises(ConflictError, match="the existing feature is derived, the new one stored"):
+        group.create_feature("ctr", dtype="float64")
+    assert group.create_features_from_schema({"ctr": "float64"})[0].is_derived

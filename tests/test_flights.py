@@ -60,7 +60,7 @@ def test_flights_null_tailnum_rejected(group, flights: pd.DataFrame) -> None:
     assert first_rows in str(error.value)
     assert group.count() == 0
     assert group.version == group.history()["version"].max()
-    assert "WRITE" not in set(group.history()["operation"])
+    assert "INGEST" not in set(group.history()["operation"])
 
 
 def test_flights_with_tailnum_match_pandas(group, flights: pd.DataFrame) -> None:

@@ -137,8 +137,10 @@ def test_compact_merges_files(group) -> None:
 
     metrics = group.compact(retention=dt.timedelta(0))
 
-    assert metrics["compaction"]["numFilesRemoved"] == 5
-    assert metrics["compaction"]["numFilesAdded"] == 1
+    assert metrics["files_merged"] == 5
+    assert metrics["files_written"] == 1
+    assert metrics["files_deleted"] == 5
+    assert metrics["version"] == group.version
     assert group.to_arrow().sort_by("user_id").equals(before)
     parquet_files = list(group._path.glob("*.parquet"))
     assert len(parquet_files) == 1
@@ -174,3 +176,36 @@ def test_read_compacted_version_gone(group) -> None:
     with pytest.raises(NotFoundError, match=rf"files of version {first.version} .* are gone, most likely removed by compact\(\)"):
         group.count(as_of=first.version)
     assert group.count() == 10
+
+
+def test_history_names_operations(group) -> None:
+    group.create_feature("shares", dtype="int64")
+    result = group.ingest(_batch(0, 3))
+    group.delete_feature("shares")
+
+    history = group.history()
+
+    assert history["version"].tolist() == sorted(history["version"].tolist(), reverse=True)
+    assert history["operation"].tolist()[:3] == ["DELETE FEATURE shares", "INGEST", "ADD COLUMN"]
+    ingest_row = history[history["operation"] == "INGEST"].iloc[0]
+    assert ingest_row["version"] == result.version
+    assert ingest_row["rows_added"] == 3
+    assert str(history["rows_added"].dtype) == "Int64"
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("CREATE TABLE scratch AS SELECT 1", "SELECT queries only, got a CREATE statement"),
+        ("COPY (SELECT 1) TO '/tmp/raise-copy.csv'", "SELECT queries only, got a COPY statement"),
+        ("SELECT 1; SELECT 2", "runs one query, but the text has 2 statements"),
+    ],
+)
+def test_sql_rejects_statements(fs: FeatureStore, query: str, message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        fs.sql(query)
+
+
+def test_sql_unknown_group_lists_groups(fs: FeatureStore, group) -> None:
+    with pytest.raises(QueryError, match=r"user_signals.*Feature groups of namespace 'acme/ml/engagement': \"user-signals\""):
+        fs.sql("SELECT * FROM user_signals")

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 SEQ_COLUMN = "_raise_seq"
 BATCH_METADATA_KEY = "raise.batch"
+OPERATION_METADATA_KEY = "raise.operation"
 ROWS_PER_BATCH_LIMIT = 2**32
 
 # Row groups of about 128k rows keep DuckDB's scans parallel. Appends use Snappy, which writes
@@ -122,7 +123,7 @@ def _find_batch_version(path: Path, batch: int) -> int:
     raise NotFoundError(f"Ingest batch {batch} is missing from the commit log of {path}.")
 
 
-def overwrite(path: Path, data: pa.Table | pa.RecordBatchReader, schema: pa.Schema) -> int:
+def overwrite(path: Path, data: pa.Table | pa.RecordBatchReader, schema: pa.Schema, *, operation: str) -> int:
     """Replace the table's rows and schema in one commit and return the new version."""
     write_deltalake(
         str(path),
@@ -130,6 +131,7 @@ def overwrite(path: Path, data: pa.Table | pa.RecordBatchReader, schema: pa.Sche
         mode="overwrite",
         schema_mode="overwrite",
         writer_properties=_COMPACT_PROPERTIES,
+        commit_properties=_operation(operation),
     )
     with _latest_table(path) as table:
         if pa.schema(table.schema().to_arrow()).names != schema.names:
@@ -206,14 +208,29 @@ def history(path: Path) -> list[dict[str, object]]:
     return [{**info, "version": version} for version, info in _commit_infos(path)]
 
 
-def compact(path: Path, *, retention: dt.timedelta) -> dict[str, object]:
-    """Merge small files into large ones, then delete files unreferenced for ``retention``."""
+def compact(path: Path, *, retention: dt.timedelta) -> dict[str, int]:
+    """Merge small files into large ones, then delete files unreferenced for ``retention``.
+
+    Returns the number of files merged (``files_merged``) and written (``files_written``),
+    of unreferenced files deleted (``files_deleted``), and the table version afterwards.
+    """
     with _latest_table(path) as table:
-        metrics = table.optimize.compact(writer_properties=_COMPACT_PROPERTIES)
+        metrics = table.optimize.compact(writer_properties=_COMPACT_PROPERTIES, commit_properties=_operation("COMPACT"))
         hours = max(0, int(retention.total_seconds() // 3600))
         removed = table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
-        logger.info("Compacted %s: %s; removed %d unreferenced files", path, metrics, len(removed))
-        return {"compaction": metrics, "removed_files": len(removed), "version": table.version()}
+        summary = {
+            "files_merged": int(metrics.get("numFilesRemoved", 0)),
+            "files_written": int(metrics.get("numFilesAdded", 0)),
+            "files_deleted": len(removed),
+            "version": table.version(),
+        }
+        logger.info("Compacted %s: %s", path, summary)
+        return summary
+
+
+def _operation(name: str) -> CommitProperties:
+    """Commit properties that name the Raise operation behind a commit in its history."""
+    return CommitProperties(custom_metadata={OPERATION_METADATA_KEY: name})
 
 
 def delete_table(path: Path, trash: Path) -> None:
