@@ -20,26 +20,40 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from raise_jupyter.store import FeatureStore
+    from raise_jupyter.store import FeatureStore, resolve_root
 
-    fs = FeatureStore(args.namespace, root=args.root)
+    root = resolve_root(args.root)
+    if not (root / "catalog.db").exists() and not (root / "config.yaml").exists():
+        print(f"error: no store at {root}; pass --root or set RAISE_HOME", file=sys.stderr)
+        return 1
+
+    fs = FeatureStore(args.namespace, root=root)
     print(f"root: {fs.root}")
     print(f"namespace: {fs.namespace}")
-    for group in fs.list_feature_groups():
+    groups = fs.list_feature_groups()
+    if not groups:
+        print("  (no feature groups)")
+    for group in groups:
         print(f"  {group.name}: {len(group.features)} features, {group.count():,} rows, version {group.version}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raise", description="Raise: a feature store in the notebook.")
-    parser.add_argument("--root", type=Path, default=None, help="store root (default: $RAISE_HOME or ~/.raise)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--root", type=Path, default=argparse.SUPPRESS, help="store root (default: $RAISE_HOME, else ~/.raise)"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log at INFO level")
+
+    parser = argparse.ArgumentParser(prog="raise", description="Raise: a feature store in the notebook.", parents=[common])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="load the 2013 NYC flights and show features, SQL and time travel")
+    demo = commands.add_parser(
+        "demo", parents=[common], help="load the 2013 NYC flights into namespace demo/flights and show features, SQL and time travel"
+    )
     demo.set_defaults(run=_demo)
 
-    info = commands.add_parser("info", help="list the feature groups of a namespace")
+    info = commands.add_parser("info", parents=[common], help="list the feature groups of a namespace")
     info.add_argument("namespace", help="namespace path, such as acme/ml/engagement")
     info.set_defaults(run=_info)
     return parser
@@ -47,12 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args.root = getattr(args, "root", None)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
     except RaiseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader of the output went away, as with "raise demo | head".
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def run_demo(root: Path | None = None) -> Iterator[str]:
     try:
         flights.ingest(data)
     except IngestError as error:
-        yield f"Ingesting all {len(data):,} flights was rejected: {str(error)[:200]}..."
+        yield f"Ingesting all {len(data):,} flights was rejected: {str(error).split(';')[0]}."
 
     started = time.perf_counter()
     result = flights.ingest(data[data["tailnum"].notna()])

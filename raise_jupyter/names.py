@@ -37,7 +37,7 @@ def _validate_segment(value: object, *, what: str, max_length: int) -> str:
 
     if not _SEGMENT.fullmatch(value):
         hint = value.lower().replace(" ", "-")
-        suggestion = f" such as {hint!r}" if _SEGMENT.fullmatch(hint) else ""
+        suggestion = f"; for example {hint!r}" if _SEGMENT.fullmatch(hint) else ""
         raise DefinitionError(
             f"{what} {_describe(value)} is invalid: use lowercase letters, digits, '-' and '_', "
             f"starting with a letter or digit{suggestion}."
@@ -63,7 +63,10 @@ def validate_namespace(value: object) -> str:
             f"the maximum is {MAX_NAMESPACE_SEGMENTS}."
         )
     for segment in segments:
-        _validate_segment(segment, what=f"Namespace segment of {value!r}", max_length=MAX_SEGMENT_LENGTH)
+        try:
+            _validate_segment(segment, what="segment", max_length=MAX_SEGMENT_LENGTH)
+        except DefinitionError as error:
+            raise DefinitionError(f"Namespace {value!r} is invalid: {error}") from None
     return value
 
 
@@ -94,7 +97,7 @@ def validate_feature_name(value: object) -> str:
 
     if not _FEATURE.fullmatch(value):
         hint = re.sub(r"\W+", "_", value).strip("_")
-        suggestion = f" such as {hint!r}" if hint and _FEATURE.fullmatch(hint) else ""
+        suggestion = f"; for example {hint!r}" if hint and _FEATURE.fullmatch(hint) else ""
         raise DefinitionError(
             f"Feature name {_describe(value)} is invalid: use letters, digits and '_', "
             f"not starting with a digit{suggestion}."

@@ -27,12 +27,15 @@ class QueryResult:
         self.versions = dict(versions or {})
 
     def to_arrow(self) -> pa.Table:
+        """Return the rows as a pyarrow Table."""
         return self._table
 
     def to_pandas(self) -> Any:
+        """Return the rows as a pandas DataFrame (integer columns with nulls become float64)."""
         return self._table.to_pandas()
 
     def to_polars(self) -> Any:
+        """Return the rows as a polars DataFrame; needs polars installed."""
         try:
             import polars as pl
         except ImportError:
@@ -41,17 +44,23 @@ class QueryResult:
 
     @property
     def columns(self) -> list[str]:
+        """Column names of the result."""
         return self._table.column_names
 
     def __len__(self) -> int:
         return self._table.num_rows
 
+    def _row_count(self) -> str:
+        rows = self._table.num_rows
+        return f"{rows:,} row" if rows == 1 else f"{rows:,} rows"
+
     def __repr__(self) -> str:
-        return f"QueryResult({self._table.num_rows:,} rows: {', '.join(self.columns)})\n{self._table.slice(0, _PREVIEW_ROWS).to_pandas()}"
+        preview = self._table.slice(0, _PREVIEW_ROWS).to_pandas()
+        return f"QueryResult({self._row_count()}: {', '.join(self.columns)})\n{preview}"
 
     def _repr_html_(self) -> str:
         preview = self._table.slice(0, _PREVIEW_ROWS).to_pandas().to_html(index=False, max_cols=30)
-        return f"<p>{self._table.num_rows:,} rows</p>{preview}"
+        return f"<p>{self._row_count()}</p>{preview}"
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def test_unknown_dtype(group: FeatureGroup, unchanged: None) -> None:
         ("../x", r"'\.\./x' is invalid: use letters, digits and '_'"),
         ("it's", r"is invalid: use letters, digits and '_'"),
         ('say"hi"', r"is invalid: use letters, digits and '_'"),
-        ("two words", r"'two words' is invalid.*such as 'two_words'"),
+        ("two words", r"'two words' is invalid.*for example 'two_words'"),
         ("x" * 300, "has 300 characters; the maximum is 128"),
     ],
 )
@@ -87,7 +87,7 @@ def test_bad_feature_name(group: FeatureGroup, unchanged: None, name: str, messa
         ("", "must not be empty"),
         ("../x", r"'\.\./x' is invalid: use lowercase letters"),
         ("it's", "is invalid: use lowercase letters"),
-        ("two words", r"is invalid.*such as 'two-words'"),
+        ("two words", r"is invalid.*for example 'two-words'"),
         ("x" * 300, "has 300 characters; the maximum is 64"),
     ],
 )
@@ -245,7 +245,7 @@ def test_ingest_unparseable_timestamp(group: FeatureGroup, unchanged: None) -> N
 
 
 def test_ingest_unsupported_input(group: FeatureGroup, unchanged: None) -> None:
-    with pytest.raises(IngestError, match="Cannot ingest a int: pass a pandas or polars DataFrame"):
+    with pytest.raises(IngestError, match="Cannot ingest an object of type int: pass a pandas or polars DataFrame"):
         group.ingest(42)
 
 

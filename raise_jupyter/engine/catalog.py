@@ -25,7 +25,7 @@ from raise_jupyter.errors import StoreError
 logger = logging.getLogger(__name__)
 
 # Newest migration; a test checks that it matches the head of the migration scripts.
-CATALOG_REVISION = "0001"
+CATALOG_REVISION = "0002"
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"

@@ -105,16 +105,24 @@ def _wrong_type(name: str, source: pa.DataType, dtype: DType) -> None:
     )
 
 
+def _parse_timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Parse ISO 8601 strings with or without a zone offset; those without one are UTC."""
+    has_zone = pc.match_substring_regex(column, r"([Zz]|[+-]\d{2}(:?\d{2})?)$")
+    with_zone = pc.if_else(has_zone, column, pa.scalar(None, column.type))
+    without_zone = pc.if_else(has_zone, pa.scalar(None, column.type), column)
+    target = pa.timestamp("us", tz="UTC")
+    aware = with_zone.cast(target)
+    naive = without_zone.cast(pa.timestamp("us")).cast(target)
+    return pc.if_else(has_zone, aware, naive)
+
+
 def _parse_strings(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.ChunkedArray:
     target = dtype.storage_type
     attempts = [target] if dtype.name == "date" else [target, pa.timestamp("us")]
-    for attempt in attempts:
-        try:
-            parsed = column.cast(attempt)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-        # Strings without a zone offset are wall-clock times in UTC.
-        return parsed.cast(target) if attempt != target else parsed
+    try:
+        return column.cast(target) if dtype.name == "date" else _parse_timestamps(column)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
 
     bad = [i for i in range(min(len(column), 1_000_000)) if not _parses(column[i].as_py(), attempts)]
     where = f"{describe_rows(bad, len(bad), 'holds', 'hold')} {_values_at(column, bad)}" if bad else "some rows do not parse"

@@ -55,7 +55,7 @@ def to_arrow_table(data: Any) -> pa.Table:
     if hasattr(data, "__arrow_c_stream__"):
         return pa.table(data)
 
-    raise IngestError(f"Cannot ingest a {type(data).__name__}: pass {ACCEPTED_INPUTS}.")
+    raise IngestError(f"Cannot ingest an object of type {type(data).__name__}: pass {ACCEPTED_INPUTS}.")
 
 
 def _from_pandas(frame: Any) -> pa.Table:
@@ -64,7 +64,7 @@ def _from_pandas(frame: Any) -> pa.Table:
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
     if not isinstance(frame, pd.DataFrame):
-        raise IngestError(f"Cannot ingest a {type(frame).__name__}: pass {ACCEPTED_INPUTS}.")
+        raise IngestError(f"Cannot ingest an object of type {type(frame).__name__}: pass {ACCEPTED_INPUTS}.")
     if any(name is not None for name in frame.index.names):
         frame = frame.reset_index()
 
@@ -109,12 +109,29 @@ def _from_columns(columns: Mapping[Any, Any]) -> pa.Table:
                 arrays[str(name)] = values
             else:
                 arrays[str(name)] = pa.array(_dates_as_datetimes(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-            raise IngestError(f"Column {name!r} has values of mixed or unsupported types: {error}") from None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as error:
+            raise IngestError(f"Column {name!r} {_describe_bad_values(values, error)}") from None
     try:
         return pa.table(arrays)
     except pa.ArrowInvalid as error:
         raise IngestError(f"The columns have different lengths: {error}") from None
+
+
+def _describe_bad_values(values: Any, error: BaseException) -> str:
+    """Say which row of a Python column Arrow could not convert, and why."""
+    if isinstance(error, OverflowError):
+        for index, value in enumerate(values):
+            if isinstance(value, int) and not -(2**63) <= value < 2**64:
+                return f"has a value that does not fit in 64 bits at row {index} (0-based): {value}."
+    if isinstance(values, list):
+        first = next((v for v in values if v is not None), None)
+        for index, value in enumerate(values):
+            if value is not None and type(value) is not type(first):
+                return (
+                    f"mixes types: row {index} (0-based) holds a {type(value).__name__} {value!r} where "
+                    f"earlier rows hold {type(first).__name__} values. Use one type per column."
+                )
+    return f"has values Arrow cannot convert: {error}"
 
 
 def _from_rows(rows: Sequence[Any]) -> pa.Table:
@@ -146,9 +163,11 @@ def _read_files(location: str | os.PathLike[str]) -> pa.Table:
 
     readers = {_reader_of(Path(p)) for p in expanded}
     if None in readers or len(readers) != 1:
+        found = sorted({"".join(Path(p).suffixes) or "(no extension)" for p in expanded})
         raise IngestError(
             f"Cannot read {text!r}: the files must all be Parquet (.parquet), CSV (.csv, .tsv) "
-            "or JSON (.json, .jsonl, .ndjson) files of one kind."
+            f"or JSON (.json, .jsonl, .ndjson) files of one kind, but the extensions found are "
+            f"{', '.join(found) or '(no files)'}. Pass a glob such as 'data/*.parquet' to pick one kind."
         )
 
     reader = readers.pop()

@@ -42,12 +42,26 @@ def test_store_from_older_release_opens(tmp_path: Path) -> None:
     root.mkdir()
     engine = sa.create_engine(f"sqlite:///{root / 'catalog.db'}")
     catalog_module.upgrade_catalog(engine, "0001")
+
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO feature_groups (id, namespace, name, tags, table_path, next_batch, created_at, updated_at) "
+                "VALUES (1, 'acme', 'signals', '{}', 'tables/acme/signals', 1, '2026-01-01', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO features (group_id, name, dtype, tags, position, created_at, updated_at) "
+                "VALUES (1, 'clicks', 'int64', '{}', 0, '2026-01-01', '2026-01-01')"
+            )
+        )
     engine.dispose()
 
     fs = FeatureStore("acme", root=root)
-    group = fs.create_feature_group("signals")
+    group = fs.get_feature_group("signals")
 
-    assert group.features == []
+    assert [f.name for f in group.features] == ["clicks"]
     with sqlite3.connect(root / "catalog.db") as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == catalog_module.CATALOG_REVISION
 

@@ -47,7 +47,6 @@ def upgrade() -> None:
         sa.Column("description", sa.Text, nullable=True),
         sa.Column("tags", sa.JSON, nullable=False),
         sa.Column("position", sa.Integer, nullable=False),
-        sa.Column("since_version", sa.BigInteger, nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("group_id", "name", name="uq_features_group_id_name"),
