@@ -269,3 +269,13 @@ def test_ingest_nan_and_infinity_kept(group: FeatureGroup) -> None:
     assert math.isnan(values[0])
     assert values[1:] == [math.inf, -math.inf]
     assert stored.column("rate").null_count == 0
+
+
+def test_ingest_mixed_python_types(group: FeatureGroup, unchanged: None) -> None:
+    with pytest.raises(IngestError, match=r"Column 'clicks' mixes types: row 1 \(0-based\) holds a str '2'"):
+        group.ingest([_row(clicks=1), _row(clicks="2")])
+
+
+def test_ingest_python_int_overflow(group: FeatureGroup, unchanged: None) -> None:
+    with pytest.raises(IngestError, match=r"Column 'clicks' has a value that does not fit in 64 bits at row 0 \(0-based\)"):
+        group.ingest([_row(clicks=2**70)])
