@@ -57,8 +57,10 @@ def layout_of(group: GroupRecord, features: Sequence[FeatureRecord]) -> GroupLay
     """Return the read layout: keys, event time, stored features, then derived features."""
     definitions = [definition_of(f) for f in features]
     layout = _layout(group.keys or (), group.event_time, definitions)
-    since = {f.name: f.since_version for f in features if f.since_version is not None and f.derived_from is None}
-    return dataclass_replace(layout, since=since)
+    stored = [f for f in features if f.derived_from is None]
+    since = {f.name: f.since_version for f in stored if f.since_version is not None}
+    columns = {f.name: f.column for f in stored if f.column != f.name}
+    return dataclass_replace(layout, since=since, columns=columns)
 
 
 def _layout(keys: Iterable[str], event_time: str | None, definitions: Sequence[Definition]) -> GroupLayout:

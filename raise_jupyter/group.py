@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -260,9 +261,14 @@ class FeatureGroup:
             if plan.is_empty:
                 return self._pick(plan, specs)
 
-            # The Delta schema follows the catalog inside the catalog transaction, so a failure
-            # here rolls the definitions back.
-            version = self._sync_table_schema(plan.result)
+            # The Delta columns are added inside the catalog transaction, so a failure here
+            # rolls the definitions back. A kill between the two leaves an unused Delta column.
+            needs_column = [d for d in plan.inserts if d.derived_from is None] + [
+                d
+                for existing, d in plan.updates
+                if d.derived_from is None and (existing.derived_from is not None or existing.dtype != d.dtype)
+            ]
+            columns, version = self._add_columns(needs_column)
             for definition in plan.inserts:
                 self._catalog.insert_feature(
                     conn,
@@ -272,10 +278,11 @@ class FeatureGroup:
                     derived_from=definition.derived_from,
                     description=definition.description,
                     tags=definition.tags,
-                    since_version=version if definition.derived_from is None else None,
+                    since_version=version if definition.name in columns else None,
+                    column_name=columns.get(definition.name),
                 )
             for existing, definition in plan.updates:
-                became_stored = existing.derived_from is not None and definition.derived_from is None
+                new_column = definition.name in columns
                 self._catalog.update_feature(
                     conn,
                     existing.id,
@@ -283,7 +290,8 @@ class FeatureGroup:
                     derived_from=definition.derived_from,
                     description=definition.description,
                     tags=definition.tags,
-                    since_version=version if became_stored else existing.since_version,
+                    since_version=version if new_column else existing.since_version,
+                    column_name=columns[definition.name] if new_column else existing.column_name,
                 )
 
         logger.info(
@@ -295,14 +303,23 @@ class FeatureGroup:
         by_lower = {d.name.lower(): d for d in plan.result}
         return [by_lower[s.name.lower()].to_feature(self.name) for s in specs]
 
-    def _sync_table_schema(self, result: Sequence[definitions.Definition]) -> int:
-        """Add missing stored columns to the Delta table and return its version afterwards."""
-        fields = [
-            pa.field(d.name, definitions.parse_dtype(d.dtype).storage_type)
-            for d in result
-            if d.derived_from is None
-        ]
-        return offline.add_columns(self._path, fields)
+    def _add_columns(self, needed: Sequence[definitions.Definition]) -> tuple[dict[str, str], int]:
+        """Add a fresh Delta column for each definition; return their names and the new version.
+
+        A column is named after its feature unless the table already has a column of that name,
+        which may hold the values of a deleted feature or of the feature's previous dtype.
+        """
+        existing = set(offline.table_files(self._path).columns)
+        columns: dict[str, str] = {}
+        fields = []
+        for definition in needed:
+            column = definition.name
+            if column in existing:
+                column = f"{definition.name}__{uuid.uuid4().hex[:8]}"
+            columns[definition.name] = column
+            fields.append(pa.field(column, definitions.parse_dtype(definition.dtype).storage_type))
+        version = offline.add_columns(self._path, fields) if fields else offline.latest_version(self._path)
+        return columns, version
 
     def create_feature(
         self,
@@ -389,10 +406,11 @@ class FeatureGroup:
         return self._define([spec], replace=True)[0]
 
     def delete_feature(self, name: str) -> None:
-        """Delete a feature; the stored values of a stored feature are removed from the table.
+        """Delete a feature from the group's definition.
 
-        Older table versions keep the values and stay readable with ``as_of=`` until
-        ``compact()`` removes their files.
+        Reads no longer return it, at any table version. The values of a stored feature stay
+        in the table's files, in a column no feature uses; creating the feature again gives it a
+        new column, so old values never reappear. Deleting does not create a table version.
         """
         names.validate_feature_name(name)
         with self._catalog.write() as conn:
@@ -414,24 +432,7 @@ class FeatureGroup:
                     f"Feature {name!r} is used by derived features {users}; delete or change those first."
                 )
             self._catalog.delete_feature(conn, target.id)
-            if target.derived_from is None:
-                remaining = [f for f in current if f.id != target.id]
-                self._drop_column(name, remaining)
         logger.info("Deleted feature %s.%s", self.name, name)
-
-    def _drop_column(self, name: str, remaining: list[FeatureRecord]) -> None:
-        files = offline.table_files(self._path)
-        if name not in files.columns:
-            return
-        keep = [c for c in files.columns if c != name]
-        schema = pa.schema([pa.field(c, _storage_type(files.columns[c])) for c in keep])
-        if files.paths:
-            select = ", ".join(reader.quote(c) for c in keep)
-            scan = reader._parquet_scan(files.paths)
-            data = reader.read_arrow(f"SELECT {select} FROM {scan}").cast(schema)
-        else:
-            data = schema.empty_table()
-        offline.overwrite(self._path, data, schema, operation=f"DELETE FEATURE {name}")
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -475,8 +476,10 @@ class FeatureGroup:
 
         if inferred:
             self._register_inferred(inferred)
+            record, records = self._load()
+            layout = definitions.layout_of(record, records)
         try:
-            version = self._append(conformed)
+            version = self._append(conformed, layout)
         except BaseException:
             if inferred:
                 self._unregister_inferred(inferred)
@@ -517,7 +520,7 @@ class FeatureGroup:
             f"Inferred {len(inferred)} features of {self.name!r} from the data: {listed}. Declare "
             "features with create_features_from_schema() to choose their dtypes.",
             RaiseWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
 
     def _unregister_inferred(self, inferred: list[FeatureRecord]) -> None:
@@ -528,30 +531,36 @@ class FeatureGroup:
                 if record.name in names_to_remove:
                     self._catalog.delete_feature(conn, record.id)
 
-    def _append(self, conformed: pa.Table) -> int:
+    def _append(self, conformed: pa.Table, layout: reader.GroupLayout) -> int:
         batch = self._catalog.begin_ingest(self._id, conformed.num_rows)
         try:
-            version = self._commit(conformed, batch)
+            version = self._commit(conformed, layout, batch)
         except BaseException:
             self._catalog.finish_ingest(self._id, batch, status="failed", table_version=None)
             raise
         self._catalog.finish_ingest(self._id, batch, status="committed", table_version=version)
         return version
 
-    def _commit(self, conformed: pa.Table, batch: int) -> int:
+    def _commit(self, conformed: pa.Table, layout: reader.GroupLayout, batch: int) -> int:
         seq = offline.seq_values(batch, conformed.num_rows)
+        feature_of_column = {layout.column(name): name for name in conformed.column_names}
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             columns = offline.table_files(self._path).columns
-            missing = [pa.field(n, conformed.schema.field(n).type) for n in conformed.column_names if n not in columns]
+            missing = [
+                pa.field(column, conformed.schema.field(name).type)
+                for column, name in feature_of_column.items()
+                if column not in columns
+            ]
             if missing:
+                # Only after a process was killed between defining a feature and adding its column.
                 offline.add_columns(self._path, missing)
                 columns = offline.table_files(self._path).columns
             arrays = []
-            for name, arrow_type in columns.items():
-                if name == offline.SEQ_COLUMN:
+            for column, arrow_type in columns.items():
+                if column == offline.SEQ_COLUMN:
                     arrays.append(seq)
-                elif name in conformed.column_names:
-                    arrays.append(conformed.column(name))
+                elif column in feature_of_column:
+                    arrays.append(conformed.column(feature_of_column[column]))
                 else:
                     arrays.append(pa.nulls(conformed.num_rows, _storage_type(arrow_type)))
             schema = pa.schema([pa.field(n, _storage_type(t)) for n, t in columns.items()])
@@ -609,7 +618,7 @@ class FeatureGroup:
     def _read(self, sql: str, schema: pa.Schema | None, version: int) -> pa.Table:
         """Run a read query, turning DuckDB's errors into Raise's."""
         try:
-            return reader.read_arrow(sql, schema)
+            return reader.read_arrow(self._store.root, sql, schema)
         except duckdb.IOException:
             raise self._files_gone(version) from None
         except duckdb.Error as error:
@@ -624,7 +633,9 @@ class FeatureGroup:
         if where is not None:
             expressions.check_filter(where, layout)
         files = self._files(as_of, record)
-        sql = reader.relation_sql(layout, files, columns=selected, where=where, include_seq=include_seq)
+        sql = reader.relation_sql(
+            self._store.root, layout, files, columns=selected, where=where, include_seq=include_seq
+        )
         schema_columns = [offline.SEQ_COLUMN, *selected] if include_seq else selected
         schema = pa.schema(
             [pa.field(offline.SEQ_COLUMN, pa.int64())] * include_seq

@@ -193,9 +193,9 @@ class FeatureStore:
     def _insert_group(
         self, name: str, keys: list[str] | None, event_time: str | None, description: str | None, tags: dict[str, str]
     ) -> GroupRecord | None:
-        relative = Path("tables", *self.namespace.split("/"), name)
-        if (self.root / relative).exists():
-            relative = relative.with_name(f"{name}.{uuid.uuid4().hex[:8]}")
+        # The suffix keeps two processes creating the group at once from sharing a folder, and
+        # contains a dot, which namespace segments cannot, so no namespace folder ever equals it.
+        relative = Path("tables", *self.namespace.split("/"), f"{name}.{uuid.uuid4().hex[:8]}")
         offline.create_table(self.root / relative)
         try:
             with self._catalog.write() as conn:
@@ -271,7 +271,7 @@ class FeatureStore:
         _check_single_select(query)
         groups = self.list_feature_groups()
         lowered = query.lower()
-        cursor = connection().cursor()
+        cursor = connection(self.root).cursor()
         try:
             versions = {}
             for group in groups:

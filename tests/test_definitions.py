@@ -79,10 +79,13 @@ def test_group_list_and_delete(fs: FeatureStore, group) -> None:
     fs.create_feature_group("other")
     _ingest_one(group)
 
+    table_path = group._path
+    assert table_path.exists()
+
     fs.delete_feature_group("user-signals")
 
     assert [g.name for g in fs.list_feature_groups()] == ["other"]
-    assert not (fs.root / "tables" / "acme" / "ml" / "engagement" / "user-signals").exists()
+    assert not table_path.exists()
     with pytest.raises(NotFoundError, match="was deleted"):
         _ = group.features
     recreated = fs.create_feature_group("user-signals")
@@ -199,17 +202,41 @@ def test_feature_added_after_data_reads_null(group) -> None:
     assert table.column("shares").to_pylist() == [None, 7]
 
 
-def test_feature_delete_stored_removes_values(group) -> None:
+def test_feature_delete_stored_hides_values(group) -> None:
     group.create_feature("shares", dtype="int64")
     _ingest_one(group, shares=3)
     version_with_shares = group.version
 
     group.delete_feature("shares")
-    group.create_feature("shares", dtype="string")
 
-    assert group.to_arrow("shares").column("shares").to_pylist() == [None]
-    assert group.count() == 1
+    assert group.version == version_with_shares
+    assert "shares" not in group.to_arrow(as_of=version_with_shares).column_names
+    group.create_feature("shares", dtype="string")
+    group.ingest([{"user_id": 2, "ts": dt.datetime(2024, 1, 2), "shares": "many"}])
+    assert group.to_arrow(["user_id", "shares"]).sort_by("user_id").column("shares").to_pylist() == [None, "many"]
     assert group.count(as_of=version_with_shares) == 1
+
+
+def test_feature_dtype_change_before_data(group) -> None:
+    group.create_feature("zip", dtype="int64")
+
+    group.create_feature("zip", dtype="string", replace=True)
+    group.ingest([{"user_id": 1, "ts": dt.datetime(2024, 1, 1), "zip": "02134"}])
+
+    assert group.to_arrow("zip").column("zip").to_pylist() == ["02134"]
+
+
+def test_group_namespaces_do_not_nest(root: Path) -> None:
+    parent = FeatureStore("a/b", root=root)
+    child = FeatureStore("a/b/c", root=root)
+    parent.create_feature_group("c").create_feature("x", dtype="int64")
+    child_group = child.create_feature_group("d")
+    child_group.create_feature("x", dtype="int64")
+    child_group.ingest({"x": [1]})
+
+    parent.delete_feature_group("c")
+
+    assert child_group.count() == 1
 
 
 def test_feature_delete_used_by_derived(group) -> None:

@@ -180,13 +180,15 @@ def test_read_compacted_version_gone(group) -> None:
 
 def test_history_names_operations(group) -> None:
     group.create_feature("shares", dtype="int64")
-    result = group.ingest(_batch(0, 3))
-    group.delete_feature("shares")
+    group.ingest(_batch(0, 3))
+    result = group.ingest(_batch(3, 3))
+    group.compact()
 
     history = group.history()
 
     assert history["version"].tolist() == sorted(history["version"].tolist(), reverse=True)
-    assert history["operation"].tolist()[:3] == ["DELETE FEATURE shares", "INGEST", "ADD COLUMN"]
+    assert history["operation"].tolist()[:4] == ["COMPACT", "INGEST", "INGEST", "ADD COLUMN"]
+    assert history["operation"].tolist()[-1] == "CREATE TABLE"
     ingest_row = history[history["operation"] == "INGEST"].iloc[0]
     assert ingest_row["version"] == result.version
     assert ingest_row["rows_added"] == 3

@@ -25,7 +25,7 @@ from raise_jupyter.errors import StoreError
 logger = logging.getLogger(__name__)
 
 # Newest migration; a test checks that it matches the head of the migration scripts.
-CATALOG_REVISION = "0002"
+CATALOG_REVISION = "0003"
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -60,6 +60,12 @@ class FeatureRecord:
     tags: dict[str, str] = field(default_factory=dict)
     position: int = 0
     since_version: int | None = None
+    column_name: str | None = None
+
+    @property
+    def column(self) -> str:
+        """Delta column that holds this stored feature's values."""
+        return self.column_name or self.name
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ def _feature_record(row: Any) -> FeatureRecord:
         tags=dict(row.tags or {}),
         position=row.position,
         since_version=row.since_version,
+        column_name=row.column_name,
     )
 
 
@@ -260,6 +267,7 @@ class Catalog:
         description: str | None,
         tags: dict[str, str],
         since_version: int | None,
+        column_name: str | None,
     ) -> None:
         t = tables.features
         position = conn.execute(
@@ -276,6 +284,7 @@ class Catalog:
                 tags=tags,
                 position=position,
                 since_version=since_version,
+                column_name=column_name,
                 created_at=now,
                 updated_at=now,
             )

@@ -1,34 +1,58 @@
-"""The process-wide DuckDB connection that runs every query of Raise.
+"""The DuckDB connections that run every query of Raise.
 
 DuckDB is the query engine here, not the store: it reads the Parquet files of Delta table
 versions and never opens a database file, so any number of processes can query one store.
-Threads get their own cursor from ``connection().cursor()``.
+
+Queries over a store run on a connection that may read files under that store's root and
+nowhere else (``enable_external_access`` off, ``allowed_directories`` set to the root). So even
+an expression that slipped past the derived-feature checks cannot read other files. Ingest
+reads the user's own files on a separate connection that runs no user SQL. Threads get their own
+cursor from ``connection(root).cursor()``.
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import duckdb
 
 _lock = threading.Lock()
-_connection: duckdb.DuckDBPyConnection | None = None
+_store_connections: dict[str, duckdb.DuckDBPyConnection] = {}
+_file_connection: duckdb.DuckDBPyConnection | None = None
+
+_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
-def connection() -> duckdb.DuckDBPyConnection:
-    """Return the shared in-memory DuckDB connection, creating it on first use."""
-    global _connection
+def _new_connection() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:", config=dict(_CONFIG))
+    # All timestamps leave the engine in UTC, whatever the machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET parquet_metadata_cache = true")
+    return con
+
+
+def connection(root: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """Return the connection that may read files under ``root`` only (no files when None)."""
+    key = str(root) if root is not None else ""
     with _lock:
-        if _connection is None:
-            con = duckdb.connect(
-                ":memory:",
-                config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
-            )
-            # All timestamps leave the engine in UTC, whatever the machine's zone.
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute("SET parquet_metadata_cache = true")
-            _connection = con
-        return _connection
+        con = _store_connections.get(key)
+        if con is None:
+            con = _new_connection()
+            directories = [str(root).rstrip("/") + "/"] if root is not None else []
+            con.execute("SET allowed_directories = ?", [directories])
+            con.execute("SET enable_external_access = false")
+            _store_connections[key] = con
+        return con
+
+
+def file_connection() -> duckdb.DuckDBPyConnection:
+    """Return the connection that reads the user's files for ingest; it runs no user SQL."""
+    global _file_connection
+    with _lock:
+        if _file_connection is None:
+            _file_connection = _new_connection()
+        return _file_connection
 
 
 def quote(identifier: str) -> str:

@@ -123,22 +123,6 @@ def _find_batch_version(path: Path, batch: int) -> int:
     raise NotFoundError(f"Ingest batch {batch} is missing from the commit log of {path}.")
 
 
-def overwrite(path: Path, data: pa.Table | pa.RecordBatchReader, schema: pa.Schema, *, operation: str) -> int:
-    """Replace the table's rows and schema in one commit and return the new version."""
-    write_deltalake(
-        str(path),
-        data,
-        mode="overwrite",
-        schema_mode="overwrite",
-        writer_properties=_COMPACT_PROPERTIES,
-        commit_properties=_operation(operation),
-    )
-    with _latest_table(path) as table:
-        if pa.schema(table.schema().to_arrow()).names != schema.names:
-            logger.warning("Schema of %s after overwrite differs from the requested one", path)
-        return table.version()
-
-
 @contextlib.contextmanager
 def _latest_table(path: Path, *, refresh: bool = True) -> Iterator[DeltaTable]:
     """Yield the cached table object of ``path``, refreshed to the newest version by default."""
@@ -254,7 +238,6 @@ __all__ = [
     "create_table",
     "delete_table",
     "latest_version",
-    "overwrite",
     "seq_values",
     "table_files",
 ]

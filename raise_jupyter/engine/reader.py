@@ -12,6 +12,7 @@ import datetime as dt
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -39,12 +40,19 @@ class GroupLayout:
     since
         First table version that holds each stored column's values (see the catalog's
         ``since_version``); older versions read NULL.
+    columns
+        Delta column of each stored feature whose column is not named after it.
     """
 
     stored: dict[str, DType]
     derived: dict[str, tuple[str, DType]] = field(default_factory=dict)
     levels: list[list[str]] = field(default_factory=list)
     since: dict[str, int] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def column(self, name: str) -> str:
+        """Return the Delta column of stored feature ``name``."""
+        return self.columns.get(name, name)
 
     @property
     def names(self) -> list[str]:
@@ -59,7 +67,7 @@ class GroupLayout:
         return pa.schema([pa.field(name, self.dtype(name).arrow_type) for name in columns])
 
 
-def _columns_in_files(paths: list[str]) -> frozenset[str]:
+def _columns_in_files(root: Path, paths: list[str]) -> frozenset[str]:
     key = tuple(paths)
     with _file_columns_lock:
         cached = _file_columns.get(key)
@@ -67,7 +75,7 @@ def _columns_in_files(paths: list[str]) -> frozenset[str]:
             _file_columns.move_to_end(key)
             return cached
 
-    cursor = connection().cursor()
+    cursor = connection(root).cursor()
     try:
         described = cursor.execute(f"DESCRIBE SELECT * FROM {_parquet_scan(paths)}").fetchall()
     finally:
@@ -86,16 +94,17 @@ def _parquet_scan(paths: list[str]) -> str:
     return f"read_parquet([{files}], union_by_name = true)"
 
 
-def _stored_select(layout: GroupLayout, files: offline.TableFiles, include_seq: bool) -> str:
-    present = _columns_in_files(files.paths) if files.paths else frozenset()
+def _stored_select(root: Path, layout: GroupLayout, files: offline.TableFiles, include_seq: bool) -> str:
+    present = _columns_in_files(root, files.paths) if files.paths else frozenset()
     items = []
     if include_seq:
         items.append(f"{quote(offline.SEQ_COLUMN)}" if present else f"CAST(NULL AS BIGINT) AS {quote(offline.SEQ_COLUMN)}")
     for name, dtype in layout.stored.items():
-        if name not in present or layout.since.get(name, 0) > files.version:
+        column = layout.column(name)
+        if column not in present or layout.since.get(name, 0) > files.version:
             items.append(f"CAST(NULL AS {dtype.sql_type}) AS {quote(name)}")
-        elif dtype.kind == "vector":
-            items.append(f"CAST({quote(name)} AS {dtype.sql_type}) AS {quote(name)}")
+        elif dtype.kind == "vector" or column != name:
+            items.append(f"CAST({quote(column)} AS {dtype.sql_type}) AS {quote(name)}")
         else:
             items.append(quote(name))
 
@@ -106,6 +115,7 @@ def _stored_select(layout: GroupLayout, files: offline.TableFiles, include_seq: 
 
 
 def relation_sql(
+    root: Path,
     layout: GroupLayout,
     files: offline.TableFiles,
     *,
@@ -114,7 +124,7 @@ def relation_sql(
     include_seq: bool = False,
 ) -> str:
     """Return a SELECT of ``columns`` (all by default) from one table version."""
-    sql = _stored_select(layout, files, include_seq)
+    sql = _stored_select(root, layout, files, include_seq)
     for level in layout.levels:
         derived = ", ".join(
             f"CAST((\n{layout.derived[name][0]}\n) AS {layout.derived[name][1].sql_type}) AS {quote(name)}"
@@ -131,9 +141,9 @@ def relation_sql(
     return f"SELECT {projection} FROM ({sql}) AS t{condition}"
 
 
-def read_arrow(sql: str, schema: pa.Schema | None = None) -> pa.Table:
-    """Run ``sql`` on a fresh cursor and return an Arrow table, cast to ``schema`` if given."""
-    cursor = connection().cursor()
+def read_arrow(root: Path, sql: str, schema: pa.Schema | None = None) -> pa.Table:
+    """Run ``sql`` on a cursor of the store's connection; return Arrow, cast to ``schema`` if given."""
+    cursor = connection(root).cursor()
     try:
         table = cursor.execute(sql).to_arrow_table()
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from raise_jupyter.engine.duck import connection, literal
+from raise_jupyter.engine.duck import file_connection, literal
 from raise_jupyter.errors import IngestError
 
 ACCEPTED_INPUTS = (
@@ -173,7 +173,7 @@ def _read_files(location: str | os.PathLike[str]) -> pa.Table:
     reader = readers.pop()
     files = ", ".join(literal(p) for p in expanded)
     options = ", union_by_name = true" if reader != "read_json_auto" else ""
-    cursor = connection().cursor()
+    cursor = file_connection().cursor()
     try:
         return cursor.execute(f"SELECT * FROM {reader}([{files}]{options})").to_arrow_table()
     except Exception as error:  # duckdb reports unreadable files with several Error classes
