@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import numbers
 import os
 import uuid
 import warnings
@@ -460,7 +461,7 @@ class FeatureGroup:
         """
         table = sources.to_arrow_table(data)
         record, records = self._load()
-        if table.num_rows == 0:
+        if table.num_rows == 0 and table.num_columns == 0:
             return IngestResult(self.name, 0, self.version)
         if table.num_rows >= offline.ROWS_PER_BATCH_LIMIT:
             raise IngestError(f"One ingest takes at most {offline.ROWS_PER_BATCH_LIMIT - 1:,} rows; split the data.")
@@ -470,6 +471,8 @@ class FeatureGroup:
         required = [*(record.keys or ()), *([record.event_time] if record.event_time else [])]
         conform.check_columns(table, layout.stored, derived=layout.derived, required=required)
         conformed = conform.conform(table, layout.stored)
+        if table.num_rows == 0:
+            return IngestResult(self.name, 0, self.version)
         conform.check_not_null(conformed, record.keys or (), role="key")
         if record.event_time:
             conform.check_not_null(conformed, [record.event_time], role="event time")
@@ -580,6 +583,8 @@ class FeatureGroup:
             f"as_of must be a table version number (0 or more), a datetime, a date or an ISO 8601 "
             f"string, got {as_of!r}."
         )
+        if isinstance(as_of, numbers.Integral) and not isinstance(as_of, bool):
+            as_of = int(as_of)
         if isinstance(as_of, bool) or (isinstance(as_of, int) and as_of < 0):
             raise invalid
         try:
@@ -599,7 +604,7 @@ class FeatureGroup:
         version = self._resolve_version(as_of, record)
         try:
             files = offline.table_files(self._path, version)
-        except NotFoundError:
+        except (NotFoundError, OverflowError):
             raise NotFoundError(
                 f"Feature group {self.name!r} has no table version {as_of!r}; its versions run from 0 "
                 f"to {self.version} (see group.history())."

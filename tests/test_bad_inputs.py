@@ -279,3 +279,29 @@ def test_ingest_mixed_python_types(group: FeatureGroup, unchanged: None) -> None
 def test_ingest_python_int_overflow(group: FeatureGroup, unchanged: None) -> None:
     with pytest.raises(IngestError, match=r"Column 'clicks' has a value that does not fit in 64 bits at row 0 \(0-based\)"):
         group.ingest([_row(clicks=2**70)])
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["1.5"], r"'clicks' \(decimal128\(2, 1\)\) cannot be stored as int64 without loss: row 0 \(0-based\) holds Decimal\('1.5'\)"),
+        (["99999999999999999999999"], r"cannot be stored as int64 without loss: row 0 \(0-based\) holds Decimal"),
+    ],
+    ids=["fraction", "too-large"],
+)
+def test_ingest_lossy_decimal(group: FeatureGroup, unchanged: None, values: list[str], message: str) -> None:
+    import decimal
+
+    table = pa.table({"user_id": [9], "ts": [dt.datetime(2024, 2, 1)], "clicks": pa.array([decimal.Decimal(v) for v in values])})
+    with pytest.raises(IngestError, match=message):
+        group.ingest(table)
+
+
+def test_ingest_list_errors_name_rows(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("lists")
+    group.create_features_from_schema({"id": "int64", "counts": "list<int32>"})
+    table = pa.table({"id": [1, 2], "counts": pa.array([[1.0, 2.0], [1.5, 2.5, 3.5]])})
+
+    with pytest.raises(IngestError, match=r"row 1 \(0-based\) holds 1\.5, 2\.5, 3\.5"):
+        group.ingest(table)
+    assert group.count() == 0

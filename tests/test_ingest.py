@@ -240,3 +240,52 @@ def test_ingest_failed_write_keeps_no_inferred(fs: FeatureStore, monkeypatch: py
 
     assert group.features == []
     assert group.count() == 0
+
+
+def test_ingest_decimals_and_categoricals(fs: FeatureStore) -> None:
+    import decimal
+
+    group = fs.create_feature_group("typed")
+    group.create_features_from_schema({"id": "int64", "price": "float64", "color": "string", "half": "float32"})
+    import numpy as np
+
+    frame = pd.DataFrame({"id": [1, 2], "color": pd.Categorical(["red", "blue"])})
+    table = pa.table(
+        {
+            "id": pa.array([decimal.Decimal("3"), decimal.Decimal("4")]),
+            "price": pa.array([decimal.Decimal("0.1"), None]),
+            "half": pa.array(np.array([0.5, 1.5], dtype=np.float16)),
+        }
+    )
+    group.ingest(frame)
+    group.ingest(table)
+
+    stored = group.to_arrow().sort_by("id").to_pydict()
+    assert stored["id"] == [1, 2, 3, 4]
+    assert stored["color"] == ["red", "blue", None, None]
+    assert stored["price"] == [None, None, 0.1, None]
+    assert stored["half"] == [None, None, 0.5, 1.5]
+
+
+def test_ingest_sliced_list_checks_visible_values(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("sliced")
+    group.create_features_from_schema({"id": "int64", "counts": "list<int32>"})
+    table = pa.table({"id": [1, 2, 3], "counts": pa.array([[1.0], [2.0], [2.5]])}).slice(0, 2)
+
+    group.ingest(table)
+
+    assert group.to_arrow("counts").column("counts").to_pylist() == [[1], [2]]
+
+
+def test_ingest_zero_rows_still_checked(group: FeatureGroup) -> None:
+    from raise_jupyter import IngestError
+
+    with pytest.raises(IngestError, match="'no_such_column' is not a feature"):
+        group.ingest(pa.table({"no_such_column": pa.array([], pa.int64())}))
+
+
+def test_ingest_version_from_numpy(group: FeatureGroup) -> None:
+    group.ingest(_frame())
+    version = group.history()["version"].iloc[0]
+
+    assert group.count(as_of=version) == 2

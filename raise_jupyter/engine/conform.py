@@ -40,14 +40,41 @@ def _mask_indices(mask: pa.ChunkedArray | pa.Array) -> tuple[list[int], int]:
     return indices[:MAX_ROWS_LISTED].to_pylist(), total
 
 
+def _failing_rows(mask: pa.ChunkedArray | pa.Array, rows: pa.Array | None) -> tuple[list[int], int, list[int]]:
+    """Return (first rows, number of rows, first values' positions) where ``mask`` is true.
+
+    ``rows`` maps each value to its row when the values are the elements of a list column.
+    """
+    if rows is None:
+        indices, total = _mask_indices(mask)
+        return indices, total, indices
+    positions = pc.indices_nonzero(pc.fill_null(mask, False))
+    bad_rows = pc.unique(pc.take(rows, positions))
+    return bad_rows[:MAX_ROWS_LISTED].to_pylist(), len(bad_rows), positions[:MAX_ROWS_LISTED].to_pylist()
+
+
 def _values_at(column: pa.ChunkedArray, indices: list[int]) -> str:
-    values = [column[i].as_py() for i in indices[:3]]
-    return ", ".join(repr(v) for v in values)
+    shown = []
+    for i in indices[:3]:
+        try:
+            shown.append(repr(column[i].as_py()))
+        except (OverflowError, ValueError):  # values Python's types cannot hold, such as year 10000
+            shown.append(str(column[i]))
+    return ", ".join(shown)
 
 
 def _decode(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if _t.is_dictionary(column.type):
-        return column.cast(column.type.value_type)
+        return _decode(column.cast(column.type.value_type))
+    if _t.is_float16(column.type):
+        # Arrow has no cast from float16; every float16 value is exact in float32.
+        import numpy as np
+
+        chunks = [
+            pa.array(c.to_numpy(zero_copy_only=False).astype(np.float32), mask=c.is_null().to_numpy(zero_copy_only=False))
+            for c in column.chunks
+        ]
+        return pa.chunked_array(chunks, type=pa.float32())
     if _t.is_large_string(column.type) or _t.is_string_view(column.type):
         return column.cast(pa.string())
     if _t.is_large_binary(column.type) or _t.is_binary_view(column.type) or _t.is_fixed_size_binary(column.type):
@@ -64,7 +91,9 @@ def _same_or_both_missing(left: pa.ChunkedArray, right: pa.ChunkedArray) -> pa.C
     return result
 
 
-def _round_trip(name: str, column: pa.ChunkedArray, target: pa.DataType, dtype: DType) -> pa.ChunkedArray:
+def _round_trip(
+    name: str, column: pa.ChunkedArray, target: pa.DataType, dtype: DType, rows: pa.Array | None
+) -> pa.ChunkedArray:
     """Cast ``column`` to ``target`` and raise if any value changes on the way back."""
     try:
         converted = column.cast(target, safe=False)
@@ -76,11 +105,11 @@ def _round_trip(name: str, column: pa.ChunkedArray, target: pa.DataType, dtype: 
     if _t.is_integer(column.type) and _t.is_integer(target):
         # Wrapped integers survive the round trip, so check the target's range instead.
         changed = pc.or_(changed, _out_of_range(column, target))
-    indices, total = _mask_indices(changed)
+    bad_rows, total, positions = _failing_rows(changed, rows)
     if total:
         raise IngestError(
             f"Column {name!r} ({column.type}) cannot be stored as {dtype.name} without loss: "
-            f"{describe_rows(indices, total, 'holds', 'hold')} {_values_at(column, indices)}. Convert or "
+            f"{describe_rows(bad_rows, total, 'holds', 'hold')} {_values_at(column, positions)}. Convert or "
             f"round these values first, or declare the feature with a dtype that holds them."
         )
     return converted
@@ -105,6 +134,40 @@ def _wrong_type(name: str, source: pa.DataType, dtype: DType) -> None:
     )
 
 
+def _convert_decimal(name: str, column: pa.ChunkedArray, dtype: DType, rows: pa.Array | None) -> pa.ChunkedArray:
+    """Convert decimals to integers when they are whole and in range, or to floats that print the same."""
+    import decimal
+
+    values = column.to_pylist()
+    converted: list[object] = []
+    lossy: list[bool] = []
+    for value in values:
+        if value is None:
+            converted.append(None)
+            lossy.append(False)
+        elif dtype.name.startswith("int"):
+            fits = value == value.to_integral_value() and -(2**63) <= int(value) < 2**63
+            converted.append(int(value) if fits else None)
+            lossy.append(not fits)
+        else:
+            number = float(value)
+            converted.append(number)
+            lossy.append(decimal.Decimal(repr(number)) != value)
+
+    mask = pa.array(lossy)
+    if not any(lossy) and dtype.name.startswith("int"):
+        integers = pa.chunked_array([pa.array(converted, pa.int64())])
+        return _round_trip(name, integers, dtype.storage_type, dtype, rows)
+    bad_rows, total, positions = _failing_rows(mask, rows)
+    if total:
+        raise IngestError(
+            f"Column {name!r} ({column.type}) cannot be stored as {dtype.name} without loss: "
+            f"{describe_rows(bad_rows, total, 'holds', 'hold')} {_values_at(column, positions)}. Round "
+            "these values first, or declare the feature with a dtype that holds them."
+        )
+    return pa.chunked_array([pa.array(converted, dtype.storage_type)])
+
+
 def _parse_timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Parse ISO 8601 strings with or without a zone offset; those without one are UTC."""
     has_zone = pc.match_substring_regex(column, r"([Zz]|[+-]\d{2}(:?\d{2})?)$")
@@ -116,7 +179,7 @@ def _parse_timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(has_zone, aware, naive)
 
 
-def _parse_strings(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.ChunkedArray:
+def _parse_strings(name: str, column: pa.ChunkedArray, dtype: DType, rows: pa.Array | None) -> pa.ChunkedArray:
     target = dtype.storage_type
     attempts = [target] if dtype.name == "date" else [target, pa.timestamp("us")]
     try:
@@ -125,7 +188,11 @@ def _parse_strings(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.Chunk
         pass
 
     bad = [i for i in range(min(len(column), 1_000_000)) if not _parses(column[i].as_py(), attempts)]
-    where = f"{describe_rows(bad, len(bad), 'holds', 'hold')} {_values_at(column, bad)}" if bad else "some rows do not parse"
+    mask = pa.array([False] * min(len(column), 1_000_000))
+    if bad:
+        mask = pc.is_in(pa.array(range(len(mask))), pa.array(bad))
+    bad_rows, total, positions = _failing_rows(mask, rows)
+    where = f"{describe_rows(bad_rows, total, 'holds', 'hold')} {_values_at(column, positions)}" if total else "some rows do not parse"
     raise IngestError(
         f"Column {name!r} contains strings that are not ISO 8601 {dtype.name}s: {where}. "
         "Use a form such as '2024-05-01T12:00:00Z', and one form for the whole column."
@@ -144,7 +211,7 @@ def _parses(value: object, attempts: list[pa.DataType]) -> bool:
     return False
 
 
-def _convert_scalar(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.ChunkedArray:
+def _convert_scalar(name: str, column: pa.ChunkedArray, dtype: DType, rows: pa.Array | None) -> pa.ChunkedArray:
     source = column.type
     target = dtype.storage_type
     if source == target:
@@ -152,21 +219,20 @@ def _convert_scalar(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.Chun
     if _t.is_null(source):
         return pa.chunked_array([pa.nulls(len(column), target)], type=target)
 
-    numeric = _t.is_integer(source) or _t.is_floating(source) or _t.is_decimal(source)
-    if dtype.is_numeric and numeric:
-        if _t.is_decimal(source):
-            return column.cast(target, safe=False)
-        return _round_trip(name, column, target, dtype)
+    if dtype.is_numeric and _t.is_decimal(source):
+        return _convert_decimal(name, column, dtype, rows)
+    if dtype.is_numeric and (_t.is_integer(source) or _t.is_floating(source)):
+        return _round_trip(name, column, target, dtype, rows)
 
     temporal = _t.is_timestamp(source) or _t.is_date(source)
     if dtype.name in ("timestamp", "date") and temporal:
         if _t.is_timestamp(source) and source.tz is None:
             # Naive timestamps are taken as UTC.
             column = column.cast(pa.timestamp(source.unit, tz="UTC"))
-        return _round_trip(name, column, target, dtype)
+        return _round_trip(name, column, target, dtype, rows)
 
     if dtype.name in ("timestamp", "date") and _t.is_string(source):
-        return _parse_strings(name, column, dtype)
+        return _parse_strings(name, column, dtype, rows)
     if dtype.name == "string" and _t.is_string(source):
         return column
     if dtype.name == "bytes" and _t.is_binary(source):
@@ -199,22 +265,39 @@ def _convert_list(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.Chunke
                 f"{describe_rows(indices, total, 'has', 'have')} length {found}."
             )
 
+    # Only the visible elements of valid lists are checked: flatten() skips null lists and
+    # the values outside a slice.
+    import numpy as np
+
     chunks = []
+    row_offset = 0
     for chunk in column.chunks:
-        values = pa.chunked_array([chunk.values], type=chunk.type.value_type)
-        values = convert_column(f"{name}[]", _decode(values), dtype.element)
-        offsets = chunk.offsets
-        rebuilt = pa.ListArray.from_arrays(offsets, values.combine_chunks(), mask=chunk.is_null())
+        elements = pa.chunked_array([chunk.flatten()], type=chunk.type.value_type)
+        parents = pc.add(pc.list_parent_indices(chunk), row_offset)
+        converted = convert_column(name, elements, dtype.element, rows=parents)
+        lengths = pc.fill_null(pc.list_value_length(chunk), 0).to_numpy(zero_copy_only=False)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+        rebuilt = pa.ListArray.from_arrays(offsets, converted.combine_chunks(), mask=chunk.is_null())
         chunks.append(rebuilt.cast(dtype.storage_type))
+        row_offset += len(chunk)
     return pa.chunked_array(chunks, type=dtype.storage_type)
 
 
-def convert_column(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.ChunkedArray:
-    """Return ``column`` in the storage type of ``dtype``; raise IngestError if that loses data."""
-    column = _decode(column)
-    if dtype.kind == "scalar":
-        return _convert_scalar(name, column, dtype)
-    return _convert_list(name, column, dtype)
+def convert_column(name: str, column: pa.ChunkedArray, dtype: DType, *, rows: pa.Array | None = None) -> pa.ChunkedArray:
+    """Return ``column`` in the storage type of ``dtype``; raise IngestError if that loses data.
+
+    ``rows`` gives the row of each value when ``column`` holds a list column's elements.
+    """
+    try:
+        column = _decode(column)
+        if dtype.kind == "scalar":
+            return _convert_scalar(name, column, dtype, rows)
+        return _convert_list(name, column, dtype)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+        raise IngestError(
+            f"Column {name!r} ({column.type}) cannot be converted to {dtype.name}: {error}. "
+            "Convert the column to a supported type first."
+        ) from None
 
 
 def check_columns(

@@ -31,8 +31,35 @@ if TYPE_CHECKING:
 
 MAX_EXPRESSION_LENGTH = 10_000
 
-# Scalar functions that are deterministic in DuckDB's catalog but read session state.
-_DENIED_FUNCTIONS = {"current_setting", "getvariable", "getenv", "current_schema", "current_schemas"}
+# Scalar functions that DuckDB's catalog calls deterministic but that read session state, the
+# clock, or plan other SQL (json_serialize_plan binds a query, which lists and reads files).
+_DENIED_FUNCTIONS = {
+    "current_setting",
+    "getvariable",
+    "getenv",
+    "error",
+    "version",
+    "json_serialize_plan",
+    "json_serialize_sql",
+    "json_deserialize_sql",
+    "json_execute_serialized_sql",
+}
+_DENIED_PREFIXES = ("current_", "pg_", "has_", "inet_", "duckdb_", "pragma_", "get_current_")
+
+# DuckDB's built-in macros have no stability in its catalog and several of them are aggregates,
+# table functions, sleeps or catalog queries, so only these row-level ones are allowed.
+_ALLOWED_MACROS = {
+    "array_append", "array_pop_back", "array_pop_front", "array_prepend", "array_push_back",
+    "array_push_front", "array_reverse", "array_to_string", "array_to_string_comma_default",
+    "date_add", "days_in_month", "fdiv", "fmod", "json", "list_any_value", "list_append",
+    "list_approx_count_distinct", "list_avg", "list_bit_and", "list_bit_or", "list_bit_xor",
+    "list_bool_and", "list_bool_or", "list_count", "list_entropy", "list_first", "list_histogram",
+    "list_kurtosis", "list_kurtosis_pop", "list_last", "list_mad", "list_max", "list_median",
+    "list_min", "list_mode", "list_prepend", "list_product", "list_reverse", "list_sem",
+    "list_skewness", "list_stddev_pop", "list_stddev_samp", "list_string_agg", "list_sum",
+    "list_var_pop", "list_var_samp", "map_contains_entry", "map_contains_value",
+    "md5_number_lower", "md5_number_upper", "nullif", "round_even", "roundbankers", "split_part",
+}  # fmt: skip
 
 _REJECTED_CLASSES = {
     "SUBQUERY": "subqueries",
@@ -204,12 +231,14 @@ def _check_function(node: dict[str, Any], *, text: str, what: str) -> None:
         return
 
     types, stabilities = _function_kinds().get(name, (set(), set()))
+    if name in _DENIED_FUNCTIONS or name.startswith(_DENIED_PREFIXES):
+        _reject(what, text, f"function {name}() reads session state or other SQL and is not allowed")
+    if "macro" in types and name not in _ALLOWED_MACROS:
+        _reject(what, text, f"function {name}() is not a row-level function and is not allowed")
     if types & {"aggregate"} and "scalar" not in types and "macro" not in types:
         _reject(what, text, f"aggregate function {name}() is not allowed in a row-level expression")
     if types & {"table", "table_macro", "pragma"} and not types & {"scalar", "macro"}:
         _reject(what, text, f"table function {name}() is not allowed")
-    if name in _DENIED_FUNCTIONS:
-        _reject(what, text, f"function {name}() reads session state and is not allowed")
     if stabilities and stabilities <= {"VOLATILE", "CONSISTENT_WITHIN_QUERY"}:
         _reject(
             what,
@@ -238,12 +267,17 @@ def check_columns(parsed: ParsedExpression, available: Iterable[str], *, what: s
 
 
 def result_types(
-    columns: Mapping[str, DType], expressions: Mapping[str, str], order: list[list[str]]
+    columns: Mapping[str, DType],
+    expressions: Mapping[str, str],
+    order: list[list[str]],
+    *,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Bind ``expressions`` over empty columns of the given dtypes and return their SQL types.
 
     ``order`` lists the derived names level by level, so that each level can use the ones
-    before it. Raises DefinitionError with DuckDB's message on a type error.
+    before it. Raises DefinitionError with DuckDB's message on a type error; ``labels`` names
+    expressions in that message (default: "derived feature 'name'").
     """
     base = ", ".join(f"CAST(NULL AS {dtype.sql_type}) AS {quote(name)}" for name, dtype in columns.items())
     sql = f"SELECT {base or '1 AS _raise_empty'}"
@@ -254,9 +288,10 @@ def result_types(
                 probe = f"SELECT (\n{expressions[name]}\n) AS {quote(name)} FROM ({sql}) AS t"
                 try:
                     described = cursor.execute(f"DESCRIBE {probe}").fetchall()
-                except Exception as error:  # duckdb raises several Error subclasses here
+                except duckdb.Error as error:
+                    label = (labels or {}).get(name, f"derived feature {name!r}")
                     raise DefinitionError(
-                        f"The expression of derived feature {name!r} is invalid: "
+                        f"The expression of {label} is invalid: "
                         f"{_first_line(error)} (expression: {expressions[name]!r})."
                     ) from None
                 types[name] = described[0][1]
@@ -272,7 +307,9 @@ def check_filter(where: str, layout: GroupLayout) -> None:
 
     expressions = {name: expr for name, (expr, _) in layout.derived.items()}
     expressions["_raise_filter"] = where
-    types = result_types(layout.stored, expressions, [*layout.levels, ["_raise_filter"]])
+    types = result_types(
+        layout.stored, expressions, [*layout.levels, ["_raise_filter"]], labels={"_raise_filter": "the where filter"}
+    )
     if types["_raise_filter"] != "BOOLEAN":
         raise DefinitionError(
             f"The where filter must be a condition, but {where!r} returns {types['_raise_filter']}; "
@@ -360,7 +397,7 @@ def same_expression(left: str | None, right: str | None) -> bool:
     """Return whether two expressions parse to the same tree, whatever their spacing and case."""
     if left is None or right is None:
         return left is right
-    if re.sub(r"\s+", " ", left).strip() == re.sub(r"\s+", " ", right).strip():
+    if left.strip() == right.strip():
         return True
     try:
         return _canonical(left) == _canonical(right)

@@ -220,12 +220,14 @@ def _operation(name: str) -> CommitProperties:
 def delete_table(path: Path, trash: Path) -> None:
     """Move the table out of the way first so no reader sees half a table, then delete it."""
     forget(path)
-    if not path.exists():
-        return
-    trash.mkdir(parents=True, exist_ok=True)
-    target = trash / f"{path.name}-{uuid.uuid4().hex}"
-    path.rename(target)
-    shutil.rmtree(target, ignore_errors=True)
+    if path.exists():
+        trash.mkdir(parents=True, exist_ok=True)
+        path.rename(trash / f"{path.name}-{uuid.uuid4().hex}")
+
+    # Also clear what earlier deletions left behind when their process was killed.
+    if trash.exists():
+        for leftover in trash.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 __all__ = [

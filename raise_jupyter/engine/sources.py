@@ -141,8 +141,8 @@ def _from_rows(rows: Sequence[Any]) -> pa.Table:
     for index, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise IngestError(
-                f"Row {index} is a {type(row).__name__}, not a dict: a list input must hold one "
-                "dict per row, such as [{'user_id': 1, 'clicks': 3}]."
+                f"Row {index} is an object of type {type(row).__name__}, not a dict: a list input must "
+                "contain one dict per row, such as [{'user_id': 1, 'clicks': 3}]."
             )
         names.update(dict.fromkeys(str(key) for key in row))
     return _from_columns({name: [row.get(name) for row in rows] for name in names})
