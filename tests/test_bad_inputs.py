@@ -277,7 +277,7 @@ def test_ingest_mixed_python_types(group: FeatureGroup, unchanged: None) -> None
 
 
 def test_ingest_python_int_overflow(group: FeatureGroup, unchanged: None) -> None:
-    with pytest.raises(IngestError, match=r"Column 'clicks' has a value that does not fit in 64 bits at row 0 \(0-based\)"):
+    with pytest.raises(IngestError, match=r"Column 'clicks' has a value that does not fit in a signed 64-bit integer at row 0 \(0-based\)"):
         group.ingest([_row(clicks=2**70)])
 
 

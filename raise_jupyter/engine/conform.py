@@ -59,7 +59,9 @@ def _values_at(column: pa.ChunkedArray, indices: list[int]) -> str:
         try:
             shown.append(repr(column[i].as_py()))
         except (OverflowError, ValueError):  # values Python's types cannot hold, such as year 10000
-            shown.append(str(column[i]))
+            storage = pa.int64() if _t.is_temporal(column.type) else column.type
+            raw = column.slice(i, 1).cast(storage, safe=False)[0].as_py()
+            shown.append(f"{raw} ({column.type})")
     return ", ".join(shown)
 
 

@@ -15,7 +15,6 @@ import contextlib
 import difflib
 import functools
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any

@@ -83,7 +83,14 @@ def _from_polars(frame: Any) -> pa.Table:
         frame = frame.collect()
     if hasattr(frame, "to_frame") and not hasattr(frame, "columns"):
         frame = frame.to_frame()
-    return frame.to_arrow()
+    try:
+        return frame.to_arrow()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        schema = ", ".join(f"{name}: {dtype}" for name, dtype in frame.schema.items())
+        raise IngestError(
+            f"Cannot convert the polars DataFrame to Arrow ({error}); cast columns of types Arrow "
+            f"lacks, such as Int128, first. Schema: {schema}."
+        ) from None
 
 
 def _dates_as_datetimes(values: Any) -> Any:
@@ -121,8 +128,8 @@ def _describe_bad_values(values: Any, error: BaseException) -> str:
     """Say which row of a Python column Arrow could not convert, and why."""
     if isinstance(error, OverflowError):
         for index, value in enumerate(values):
-            if isinstance(value, int) and not -(2**63) <= value < 2**64:
-                return f"has a value that does not fit in 64 bits at row {index} (0-based): {value}."
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:
+                return f"has a value that does not fit in a signed 64-bit integer at row {index} (0-based): {value}."
     if isinstance(values, list):
         first = next((v for v in values if v is not None), None)
         for index, value in enumerate(values):
