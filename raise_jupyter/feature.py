@@ -74,7 +74,7 @@ class Feature:
 class FeatureSpec:
     """A requested feature definition; None means "not specified".
 
-    ``dtype_only`` marks an entry of a name-to-dtype schema, which says nothing about whether
+    ``dtype_only`` marks an entry of a name-to-dtype schema, which does not tell whether
     the feature is stored or derived, so it matches a derived feature of that dtype.
     """
 

@@ -127,8 +127,8 @@ class FeatureGroup:
     def version(self) -> int:
         """Current table version.
 
-        Version 0 is the empty table made with the group; each ingest, each batch of new
-        stored features, each deleted stored feature and each compaction adds one.
+        Version 0 is the empty table made with the group. Each ingest, each batch of new stored
+        features and each compaction adds one.
         """
         return offline.latest_version(self._path)
 
@@ -410,8 +410,8 @@ class FeatureGroup:
         """Delete a feature from the group's definition.
 
         Reads no longer return it, at any table version. The values of a stored feature stay
-        in the table's files, in a column no feature uses; creating the feature again gives it a
-        new column, so old values never reappear. Deleting does not create a table version.
+        in the table's files, in a column that no feature uses. Creating the feature again gives
+        it a new column, so old values never reappear. Deleting creates no table version.
         """
         names.validate_feature_name(name)
         with self._catalog.write() as conn:
@@ -730,9 +730,9 @@ class FeatureGroup:
     def history(self) -> pandas.DataFrame:
         """Return the table's versions, newest first.
 
-        Columns: ``version``; ``timestamp`` (UTC); ``operation`` (``INGEST``, ``ADD COLUMN`` when
-        a feature is defined, ``DELETE FEATURE <name>``, ``COMPACT``, ``CREATE TABLE``);
-        ``rows_added``; and ``batch``, the ingest's batch number in the catalog's ingest log.
+        The columns are ``version``, ``timestamp`` (UTC), ``operation``, ``rows_added`` and
+        ``batch`` (the ingest's batch number in the catalog's ingest log). Operations are
+        ``INGEST``, ``ADD COLUMN`` (features defined), ``COMPACT`` and ``CREATE TABLE``.
         """
         import pandas as pd
 

@@ -65,7 +65,7 @@ class QueryResult:
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one ``FeatureGroup.ingest`` call wrote.
+    """Summary of the rows that one ``FeatureGroup.ingest`` call wrote.
 
     Attributes
     ----------
