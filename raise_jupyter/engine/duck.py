@@ -12,6 +12,7 @@ cursor from ``connection(root).cursor()``.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 
@@ -26,6 +27,9 @@ _CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": F
 
 def _new_connection() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config=dict(_CONFIG))
+    spill = Path(tempfile.gettempdir()) / "raise-duckdb"
+    spill.mkdir(parents=True, exist_ok=True)
+    con.execute("SET temp_directory = ?", [str(spill)])
     # All timestamps leave the engine in UTC, whatever the machine's zone.
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET parquet_metadata_cache = true")
@@ -40,6 +44,11 @@ def connection(root: Path | None = None) -> duckdb.DuckDBPyConnection:
         if con is None:
             con = _new_connection()
             directories = [str(root).rstrip("/") + "/"] if root is not None else []
+            if root is not None:
+                # Spill files of large queries go under the root, not the working directory.
+                spill = root / "tmp" / "duckdb"
+                spill.mkdir(parents=True, exist_ok=True)
+                con.execute("SET temp_directory = ?", [str(spill)])
             con.execute("SET allowed_directories = ?", [directories])
             con.execute("SET enable_external_access = false")
             _store_connections[key] = con
