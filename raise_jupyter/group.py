@@ -226,9 +226,7 @@ class FeatureGroup:
         """
         if len(keys) == 1 and not isinstance(keys[0], str):
             keys = tuple(keys[0])
-        from raise_jupyter.store import _normalize_keys
-
-        normalized = _normalize_keys(list(keys))
+        normalized = names.normalize_keys(list(keys))
         self._apply_group_definition(keys=normalized, event_time=None, description=None, tags=None, replace=True)
         return self
 

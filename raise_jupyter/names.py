@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from raise_jupyter.errors import DefinitionError
 
@@ -109,3 +110,17 @@ def validate_feature_name(value: object) -> str:
             "reserved for columns Raise adds; choose another name."
         )
     return value
+
+
+def normalize_keys(keys: object) -> list[str] | None:
+    """Return key column names as a list (a single name becomes a one-item list)."""
+    if keys is None:
+        return None
+    if isinstance(keys, str):
+        keys = [keys]
+    if not isinstance(keys, Sequence) or not keys:
+        raise DefinitionError(f"keys must be a column name or a non-empty list of names, got {keys!r}.")
+    normalized = [validate_feature_name(key) for key in keys]
+    if len(set(normalized)) != len(normalized):
+        raise DefinitionError(f"keys {normalized} name a column twice.")
+    return normalized

@@ -93,19 +93,6 @@ def _check_single_select(query: str) -> None:
         )
 
 
-def _normalize_keys(keys: object) -> list[str] | None:
-    if keys is None:
-        return None
-    if isinstance(keys, str):
-        keys = [keys]
-    if not isinstance(keys, Sequence) or not keys:
-        raise DefinitionError(f"keys must be a column name or a non-empty list of names, got {keys!r}.")
-    normalized = [names.validate_feature_name(key) for key in keys]
-    if len(set(normalized)) != len(normalized):
-        raise DefinitionError(f"keys {normalized} name a column twice.")
-    return normalized
-
-
 class FeatureStore:
     """A namespace of feature groups in a store root.
 
@@ -164,7 +151,7 @@ class FeatureStore:
             event time of a group that has data cannot change.
         """
         name = names.validate_group_name(name)
-        keys_list = _normalize_keys(keys)
+        keys_list = names.normalize_keys(keys)
         if event_time is not None:
             event_time = names.validate_feature_name(event_time)
         if keys_list and event_time in keys_list:
