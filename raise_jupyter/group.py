@@ -250,11 +250,11 @@ class FeatureGroup:
     def _define(self, specs: list[FeatureSpec], *, replace: bool) -> list[Feature]:
         if not specs:
             return []
-        has_data = self._has_data()
         with self._catalog.write() as conn:
             record = self._catalog.get_group_by_id(conn, self._id)
             if record is None:
                 raise NotFoundError(f"Feature group {self.name!r} was deleted.")
+            has_data = self._has_data()
             current = self._catalog.list_features(conn, self._id)
             plan = definitions.plan_changes(record, current, specs, replace=replace, has_data=has_data)
             if plan.is_empty:
@@ -308,12 +308,13 @@ class FeatureGroup:
         A column is named after its feature unless the table already has a column of that name,
         which may hold the values of a deleted feature or of the feature's previous dtype.
         """
-        existing = set(offline.table_files(self._path).columns)
+        # Delta compares column names without case.
+        existing = {column.lower() for column in offline.table_files(self._path).columns}
         columns: dict[str, str] = {}
         fields = []
         for definition in needed:
             column = definition.name
-            if column in existing:
+            if column.lower() in existing:
                 column = f"{definition.name}__{uuid.uuid4().hex[:8]}"
             columns[definition.name] = column
             fields.append(pa.field(column, definitions.parse_dtype(definition.dtype).storage_type))
@@ -480,7 +481,7 @@ class FeatureGroup:
             record, records = self._load()
             layout = definitions.layout_of(record, records)
         try:
-            version = self._append(conformed, layout)
+            version = self._append(conformed, layout, supplied=table.column_names)
         except BaseException:
             if inferred:
                 self._unregister_inferred(inferred)
@@ -515,6 +516,8 @@ class FeatureGroup:
         return inferred
 
     def _register_inferred(self, inferred: list[FeatureRecord]) -> None:
+        # NOTE: a process killed between this and the append leaves these features defined
+        # without data; delete_feature() removes them.
         self._define([make_spec(f.name, f.dtype) for f in inferred], replace=False)
         listed = ", ".join(f"{f.name} {f.dtype}" for f in inferred)
         warnings.warn(
@@ -532,19 +535,37 @@ class FeatureGroup:
                 if record.name in names_to_remove:
                     self._catalog.delete_feature(conn, record.id)
 
-    def _append(self, conformed: pa.Table, layout: reader.GroupLayout) -> int:
+    def _append(self, conformed: pa.Table, layout: reader.GroupLayout, *, supplied: list[str]) -> int:
         batch = self._catalog.begin_ingest(self._id, conformed.num_rows)
         try:
-            version = self._commit(conformed, layout, batch)
+            version = self._commit(conformed, layout, batch, supplied)
         except BaseException:
             self._catalog.finish_ingest(self._id, batch, status="failed", table_version=None)
             raise
         self._catalog.finish_ingest(self._id, batch, status="committed", table_version=version)
         return version
 
-    def _commit(self, conformed: pa.Table, layout: reader.GroupLayout, batch: int) -> int:
+    def _check_layout_unchanged(self, layout: reader.GroupLayout, names_written: list[str]) -> None:
+        """Raise if another process changed where the written features are stored."""
+        record, records = self._load()
+        current = definitions.layout_of(record, records)
+        changed = [
+            name
+            for name in names_written
+            if name not in current.stored or current.column(name) != layout.column(name)
+        ]
+        if changed:
+            raise ConflictError(
+                f"Features {changed} of group {self.name!r} were deleted, made derived or given a new "
+                "dtype by another process during this ingest; nothing was written. Ingest again."
+            )
+
+    def _commit(self, conformed: pa.Table, layout: reader.GroupLayout, batch: int, supplied: list[str]) -> int:
         seq = offline.seq_values(batch, conformed.num_rows)
         feature_of_column = {layout.column(name): name for name in conformed.column_names}
+        # NOTE: a definition change that lands between this check and the Delta commit still
+        # goes unnoticed; the window is the commit itself, a few milliseconds.
+        self._check_layout_unchanged(layout, supplied)
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
             columns = offline.table_files(self._path).columns
             missing = [
@@ -636,9 +657,12 @@ class FeatureGroup:
         if where is not None:
             expressions.check_filter(where, layout)
         files = self._files(as_of, record)
-        sql = reader.relation_sql(
-            self._store.root, layout, files, columns=selected, where=where, include_seq=include_seq
-        )
+        try:
+            sql = reader.relation_sql(
+                self._store.root, layout, files, columns=selected, where=where, include_seq=include_seq
+            )
+        except duckdb.IOException:
+            raise self._files_gone(files.version) from None
         schema_columns = [offline.SEQ_COLUMN, *selected] if include_seq else selected
         schema = pa.schema(
             [pa.field(offline.SEQ_COLUMN, pa.int64())] * include_seq

@@ -87,10 +87,22 @@ def _check_single_select(query: str) -> None:
     if len(statements) != 1:
         raise DefinitionError(f"sql() runs one query, but the text has {len(statements)} statements.")
     kind = statements[0].type
-    if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+    # EXPLAIN is rejected too, because EXPLAIN ANALYZE runs the statement it explains.
+    if kind != duckdb.StatementType.SELECT:
         raise DefinitionError(
             f"sql() runs SELECT queries only, got a {kind.name} statement; use DuckDB directly for other statements."
         )
+
+
+def _referenced_tables(query: str) -> set[str] | None:
+    """Return the lowercased table names a query references, or None if the parser cannot tell."""
+    cursor = connection().cursor()
+    try:
+        return {name.lower() for name in cursor.get_table_names(query)}
+    except duckdb.Error:
+        return None
+    finally:
+        cursor.close()
 
 
 class FeatureStore:
@@ -257,12 +269,14 @@ class FeatureStore:
 
         _check_single_select(query)
         groups = self.list_feature_groups()
+        referenced = _referenced_tables(query)
         lowered = query.lower()
         cursor = connection(self.root).cursor()
         try:
             versions = {}
             for group in groups:
-                if group.name not in lowered:
+                used = group.name in referenced if referenced is not None else group.name in lowered
+                if not used:
                     continue
                 view_sql, version = group._view_sql()
                 cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(group.name)} AS {view_sql}")

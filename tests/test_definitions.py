@@ -330,3 +330,28 @@ def test_stored_spec_does_not_match_derived(group) -> None:
     with pytest.raises(ConflictError, match="the existing feature is derived, the new one stored"):
         group.create_feature("ctr", dtype="float64")
     assert group.create_features_from_schema({"ctr": "float64"})[0].is_derived
+
+
+def test_feature_recreated_with_other_case(group) -> None:
+    group.create_feature("shares", dtype="int64")
+    _ingest_one(group, shares=3)
+    group.delete_feature("shares")
+
+    group.create_feature("SHARES", dtype="float64")
+    group.ingest([{"user_id": 2, "ts": dt.datetime(2024, 1, 2), "SHARES": 1.5}])
+
+    assert group.to_arrow(["user_id", "SHARES"]).sort_by("user_id").column("SHARES").to_pylist() == [None, 1.5]
+
+
+def test_ingest_conflicts_with_concurrent_redefinition(group) -> None:
+    """An ingest whose feature was re-created by another process since it read the layout."""
+    group.create_feature("shares", dtype="int64")
+    record, records = group._load()
+    from raise_jupyter import definitions
+
+    layout_before = definitions.layout_of(record, records)
+    group.delete_feature("shares")
+    group.create_feature("shares", dtype="int64")
+
+    with pytest.raises(ConflictError, match=r"\['shares'\] of group 'user-signals' were deleted, made derived or given a new dtype"):
+        group._check_layout_unchanged(layout_before, ["user_id", "shares"])

@@ -289,3 +289,26 @@ def test_ingest_version_from_numpy(group: FeatureGroup) -> None:
     version = group.history()["version"].iloc[0]
 
     assert group.count(as_of=version) == 2
+
+
+def test_ingest_date_strings_as_timestamps(group: FeatureGroup) -> None:
+    group.ingest({"user_id": [1, 2], "ts": ["2024-01-01", "2024-01-02T10:00:00+02:00"]})
+
+    assert group.to_arrow("ts").sort_by("ts").column("ts").to_pylist() == [
+        dt.datetime(2024, 1, 1, tzinfo=UTC),
+        dt.datetime(2024, 1, 2, 8, tzinfo=UTC),
+    ]
+
+
+def test_ingest_decimal_to_float32(fs: FeatureStore) -> None:
+    import decimal
+
+    from raise_jupyter import IngestError
+
+    group = fs.create_feature_group("prices")
+    group.create_features_from_schema({"id": "int64", "price": "float32"})
+    group.ingest({"id": [1], "price": pa.array([decimal.Decimal("0.1")])})
+
+    with pytest.raises(IngestError, match=r"cannot be stored as float32 without loss: row 0 \(0-based\) holds Decimal\('16777217'\)"):
+        group.ingest({"id": [2], "price": pa.array([decimal.Decimal("16777217")])})
+    assert group.count() == 1

@@ -201,6 +201,8 @@ def test_history_names_operations(group) -> None:
         ("CREATE TABLE scratch AS SELECT 1", "SELECT queries only, got a CREATE statement"),
         ("COPY (SELECT 1) TO '/tmp/raise-copy.csv'", "SELECT queries only, got a COPY statement"),
         ("SELECT 1; SELECT 2", "runs one query, but the text has 2 statements"),
+        ("EXPLAIN ANALYZE CREATE TABLE leaked AS SELECT 1", "SELECT queries only, got a EXPLAIN statement"),
+        ("SET TimeZone = 'Asia/Kolkata'", "SELECT queries only, got a SET statement"),
     ],
 )
 def test_sql_rejects_statements(fs: FeatureStore, query: str, message: str) -> None:

@@ -140,6 +140,8 @@ def _convert_decimal(name: str, column: pa.ChunkedArray, dtype: DType, rows: pa.
     """Convert decimals to integers when they are whole and in range, or to floats that print the same."""
     import decimal
 
+    import numpy as np
+
     values = column.to_pylist()
     converted: list[object] = []
     lossy: list[bool] = []
@@ -153,8 +155,10 @@ def _convert_decimal(name: str, column: pa.ChunkedArray, dtype: DType, rows: pa.
             lossy.append(not fits)
         else:
             number = float(value)
+            # The shortest text of the value at the target precision must equal the decimal.
+            shown = repr(float(number)) if dtype.name == "float64" else str(np.float32(number))
             converted.append(number)
-            lossy.append(decimal.Decimal(repr(number)) != value)
+            lossy.append(decimal.Decimal(shown) != value)
 
     mask = pa.array(lossy)
     if not any(lossy) and dtype.name.startswith("int"):
@@ -172,7 +176,8 @@ def _convert_decimal(name: str, column: pa.ChunkedArray, dtype: DType, rows: pa.
 
 def _parse_timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Parse ISO 8601 strings with or without a zone offset; those without one are UTC."""
-    has_zone = pc.match_substring_regex(column, r"([Zz]|[+-]\d{2}(:?\d{2})?)$")
+    # A zone offset follows a time of day; "2024-01-01" ends in "-01" but has no zone.
+    has_zone = pc.match_substring_regex(column, r"\d{2}:\d{2}(:\d{2}(\.\d*)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)$")
     with_zone = pc.if_else(has_zone, column, pa.scalar(None, column.type))
     without_zone = pc.if_else(has_zone, pa.scalar(None, column.type), column)
     target = pa.timestamp("us", tz="UTC")
@@ -195,10 +200,8 @@ def _parse_strings(name: str, column: pa.ChunkedArray, dtype: DType, rows: pa.Ar
         mask = pc.is_in(pa.array(range(len(mask))), pa.array(bad))
     bad_rows, total, positions = _failing_rows(mask, rows)
     where = f"{describe_rows(bad_rows, total, 'holds', 'hold')} {_values_at(column, positions)}" if total else "some rows do not parse"
-    raise IngestError(
-        f"Column {name!r} contains strings that are not ISO 8601 {dtype.name}s: {where}. "
-        "Use a form such as '2024-05-01T12:00:00Z', and one form for the whole column."
-    )
+    example = "'2024-05-01'" if dtype.name == "date" else "'2024-05-01T12:00:00Z' or '2024-05-01 12:00:00'"
+    raise IngestError(f"Column {name!r} contains strings that are not ISO 8601 {dtype.name}s: {where}. Use a form such as {example}.")
 
 
 def _parses(value: object, attempts: list[pa.DataType]) -> bool:

@@ -51,6 +51,9 @@ def connection(root: Path | None = None) -> duckdb.DuckDBPyConnection:
                 con.execute("SET temp_directory = ?", [str(spill)])
             con.execute("SET allowed_directories = ?", [directories])
             con.execute("SET enable_external_access = false")
+            # No later statement may change a setting, such as the time zone that derived
+            # features over timestamps depend on.
+            con.execute("SET lock_configuration = true")
             _store_connections[key] = con
         return con
 
