@@ -107,6 +107,23 @@ class FeatureGroup:
         return self._record().description
 
     @property
+    def ttl(self) -> dt.timedelta | None:
+        """How long a row's values stay valid after its event time; None is forever."""
+        return self._record().ttl
+
+    def set_ttl(self, ttl: dt.timedelta | float | None) -> FeatureGroup:
+        """Set the time to live (a timedelta or seconds); it applies to all data, old and new."""
+        ttl_us = names.normalize_ttl(ttl)
+        if ttl_us is None:
+            with self._catalog.write() as conn:
+                self._catalog.update_group(conn, self._id, ttl_us=None)
+            return self
+        self._apply_group_definition(
+            keys=None, event_time=None, description=None, tags=None, ttl_us=ttl_us, replace=True
+        )
+        return self
+
+    @property
     def tags(self) -> dict[str, str]:
         return self._record().tags
 
@@ -174,9 +191,10 @@ class FeatureGroup:
         description: str | None,
         tags: dict[str, str] | None,
         replace: bool,
+        ttl_us: int | None = None,
     ) -> None:
         """Reconcile a repeated ``create_feature_group`` call with the stored definition."""
-        requested = {"keys": keys, "event_time": event_time, "description": description, "tags": tags}
+        requested = {"keys": keys, "event_time": event_time, "description": description, "tags": tags, "ttl_us": ttl_us}
         with self._catalog.write() as conn:
             record = self._catalog.get_group_by_id(conn, self._id)
             if record is None:
@@ -186,6 +204,7 @@ class FeatureGroup:
                 "event_time": record.event_time,
                 "description": record.description,
                 "tags": record.tags or None,
+                "ttl_us": record.ttl_us,
             }
             changes = {k: v for k, v in requested.items() if v is not None and v != current[k]}
             if not changes:

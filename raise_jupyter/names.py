@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Sequence
 
@@ -110,6 +111,21 @@ def validate_feature_name(value: object) -> str:
             "reserved for columns Raise adds; choose another name."
         )
     return value
+
+
+def normalize_ttl(ttl: object) -> int | None:
+    """Return a time to live (a timedelta or seconds) in microseconds, or None for no limit."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, dt.timedelta):
+        micros = ttl // dt.timedelta(microseconds=1)
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        micros = round(ttl * 1_000_000)
+    else:
+        raise DefinitionError(f"ttl must be a timedelta or a number of seconds, got {ttl!r}.")
+    if micros <= 0:
+        raise DefinitionError(f"ttl must be positive, got {ttl!r}; pass None for values that never expire.")
+    return int(micros)
 
 
 def normalize_keys(keys: object) -> list[str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -143,6 +144,7 @@ class FeatureStore:
         event_time: str | None = None,
         description: str | None = None,
         tags: dict[str, str] | Sequence[str] | None = None,
+        ttl: dt.timedelta | float | None = None,
         replace: bool = False,
     ) -> FeatureGroup:
         """Create a feature group, or return the existing one if the definition matches.
@@ -158,6 +160,9 @@ class FeatureStore:
             Timestamp or date column with the time at which each row's values were observed.
         description, tags
             Documentation.
+        ttl
+            How long a row's values stay valid after its event time (a timedelta or seconds).
+            Training data treats older rows as missing. None keeps values forever.
         replace
             Replace a different existing definition instead of raising ConflictError. Keys and
             event time of a group that has data cannot change.
@@ -171,11 +176,12 @@ class FeatureStore:
         if description is not None and not isinstance(description, str):
             raise DefinitionError(f"description must be a string, got {description!r}.")
         tag_map = normalize_tags(tags, what=f"feature group {name!r}")
+        ttl_us = names.normalize_ttl(ttl)
 
         with self._catalog.read() as conn:
             existing = self._catalog.get_group(conn, self.namespace, name)
         if existing is None:
-            created = self._insert_group(name, keys_list, event_time, description, tag_map or {})
+            created = self._insert_group(name, keys_list, event_time, description, tag_map or {}, ttl_us)
             if created is not None:
                 logger.info("Created feature group %s/%s", self.namespace, name)
                 return FeatureGroup(self, created)
@@ -185,12 +191,18 @@ class FeatureStore:
 
         group = FeatureGroup(self, existing)
         group._apply_group_definition(
-            keys=keys_list, event_time=event_time, description=description, tags=tag_map, replace=replace
+            keys=keys_list, event_time=event_time, description=description, tags=tag_map, ttl_us=ttl_us, replace=replace
         )
         return group
 
     def _insert_group(
-        self, name: str, keys: list[str] | None, event_time: str | None, description: str | None, tags: dict[str, str]
+        self,
+        name: str,
+        keys: list[str] | None,
+        event_time: str | None,
+        description: str | None,
+        tags: dict[str, str],
+        ttl_us: int | None,
     ) -> GroupRecord | None:
         # The suffix keeps two processes creating the group at once from sharing a folder, and
         # contains a dot, which namespace segments cannot, so no namespace folder ever equals it.
@@ -207,6 +219,7 @@ class FeatureStore:
                     description=description,
                     tags=tags,
                     table_path=relative.as_posix(),
+                    ttl_us=ttl_us,
                 )
         except sa.exc.IntegrityError:
             # Another process created the group first; drop this table and use theirs.

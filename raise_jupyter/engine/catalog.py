@@ -25,7 +25,7 @@ from raise_jupyter.errors import StoreError
 logger = logging.getLogger(__name__)
 
 # Newest migration; a test checks that it matches the head of the migration scripts.
-CATALOG_REVISION = "0003"
+CATALOG_REVISION = "0004"
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -47,6 +47,11 @@ class GroupRecord:
     table_path: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    ttl_us: int | None = None
+
+    @property
+    def ttl(self) -> dt.timedelta | None:
+        return dt.timedelta(microseconds=self.ttl_us) if self.ttl_us is not None else None
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ def _group_record(row: Any) -> GroupRecord:
         table_path=row.table_path,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        ttl_us=row.ttl_us,
     )
 
 
@@ -219,6 +225,7 @@ class Catalog:
         description: str | None,
         tags: dict[str, str],
         table_path: str,
+        ttl_us: int | None = None,
     ) -> GroupRecord:
         now = utcnow()
         t = tables.feature_groups
@@ -231,6 +238,7 @@ class Catalog:
                 description=description,
                 tags=tags,
                 table_path=table_path,
+                ttl_us=ttl_us,
                 next_batch=1,
                 created_at=now,
                 updated_at=now,

@@ -24,6 +24,8 @@ feature_groups = sa.Table(
     sa.Column("table_path", sa.String(600), nullable=False),
     # Next ingest batch number; each ingest takes one, which orders rows by ingestion.
     sa.Column("next_batch", sa.BigInteger, nullable=False),
+    # How long a row's values stay valid after its event time, in microseconds; NULL is forever.
+    sa.Column("ttl_us", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("namespace", "name", name="uq_feature_groups_namespace_name"),
