@@ -29,6 +29,7 @@ from raise_jupyter.feature import Feature
 from raise_jupyter.group import FeatureGroup
 from raise_jupyter.results import IngestResult, QueryResult
 from raise_jupyter.store import FeatureStore
+from raise_jupyter.training import TrainingData
 
 __version__ = "0.1.0"
 
@@ -48,5 +49,6 @@ __all__ = [
     "RaiseError",
     "RaiseWarning",
     "StoreError",
+    "TrainingData",
     "__version__",
 ]

@@ -7,7 +7,8 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 import duckdb
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from raise_jupyter.errors import DefinitionError, NotFoundError, QueryError, Sto
 from raise_jupyter.feature import normalize_tags
 from raise_jupyter.group import FeatureGroup
 from raise_jupyter.results import QueryResult
+from raise_jupyter.training import TrainingData, get_training_data
 
 __all__ = ["FeatureStore"]
 
@@ -262,6 +264,55 @@ class FeatureStore:
             self._catalog.delete_group(conn, record.id)
         offline.delete_table(self.root / record.table_path, self.root / "trash")
         logger.info("Deleted feature group %s/%s", self.namespace, name)
+
+    # -- training data ----------------------------------------------------------------------
+
+    def get_training_data(
+        self,
+        spine: Any,
+        features: Sequence[str],
+        *,
+        timestamp_column: str | None = None,
+        key_map: Mapping[str, str] | None = None,
+        full_names: bool = False,
+        as_of: Any = None,
+    ) -> TrainingData:
+        """Join feature values onto a spine as of each spine row's timestamp, without leakage.
+
+        For each spine row and group, the values come from the row with equal keys and the
+        greatest event time at or before the spine timestamp (and within the group's ``ttl``).
+        Among rows with that event time, the one ingested last wins. Groups without an event
+        time give each key's latest row. No match gives nulls. Derived features are computed on
+        the joined rows.
+
+        Parameters
+        ----------
+        spine
+            pandas, polars or Arrow rows with key columns and a timestamp column; every column
+            is kept, in spine order, duplicates included. Naive timestamps are UTC, dates are
+            midnight UTC, and the output timestamps are UTC.
+        features
+            References ``"group.feature"``, or ``"group.*"`` for all features of a group.
+        timestamp_column
+            Spine column with each row's point in time; by default the column named like a
+            group's event time, else the spine's only timestamp or date column.
+        key_map
+            Spine column to group key name, for keys named differently in the spine, such as
+            ``{"uid": "user_id"}``.
+        full_names
+            Name feature columns ``group__feature``; needed when two groups share a feature name.
+        as_of
+            Table versions to read, as ``TrainingData.versions`` returns them (a dict of group
+            name to version), or one version or timestamp for every group.
+
+        Examples
+        --------
+        >>> training = fs.get_training_data(labels, ["user-signals.ctr", "users.country"])  # doctest: +SKIP
+        >>> again = fs.get_training_data(labels, [...], as_of=training.versions)             # doctest: +SKIP
+        """
+        return get_training_data(
+            self, spine, features, timestamp_column=timestamp_column, key_map=key_map, full_names=full_names, as_of=as_of
+        )
 
     # -- SQL --------------------------------------------------------------------------------
 

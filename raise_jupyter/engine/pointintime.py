@@ -1,0 +1,105 @@
+"""SQL for point-in-time correct training data: one DuckDB ASOF JOIN per feature group.
+
+For each spine row and group, the join picks the group row with equal keys and the greatest
+(event time, ingest sequence) at or before the spine timestamp. Both are packed into one
+HUGEINT sort key, event time in microseconds times 2**64 plus ``_raise_seq``, so that among rows
+with the same event time the one ingested last wins, without a window over the whole table.
+Groups without an event time are snapshots: the row ingested last per key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from raise_jupyter.dtypes import DType
+from raise_jupyter.engine import offline
+from raise_jupyter.engine.duck import quote
+
+ROW_COLUMN = "__raise_row"
+SORT_COLUMN = "__raise_sort"
+SPINE_SORT_COLUMN = "__raise_spine_sort"
+SPINE_TIME_COLUMN = "__raise_spine_ts"
+_SHIFT = "18446744073709551616::HUGEINT"
+
+
+@dataclass
+class GroupJoin:
+    """One feature group's part of a training-data query.
+
+    Attributes
+    ----------
+    alias
+        Short SQL name of this group's part, such as ``g0``.
+    stored_sql
+        SELECT of the group's table version with ``_raise_seq`` and the stored columns needed.
+    keys
+        Group key columns, paired with ``spine_keys``, the spine columns converted to their types.
+    derived
+        Derived features to compute on the joined rows: name to (expression, dtype), by level.
+    outputs
+        (feature name, output column name) pairs.
+    """
+
+    alias: str
+    stored_sql: str
+    stored: list[str]
+    keys: list[str]
+    spine_keys: list[str]
+    event_time: str | None
+    ttl_us: int | None
+    derived: dict[str, tuple[str, DType]] = field(default_factory=dict)
+    levels: list[list[str]] = field(default_factory=list)
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _joined_sql(join: GroupJoin) -> str:
+    on = " AND ".join(f"s.{quote(s)} = f.{quote(k)}" for s, k in zip(join.spine_keys, join.keys, strict=True))
+    if join.event_time is None:
+        partition = ", ".join(quote(k) for k in join.keys)
+        latest = (
+            f"SELECT * FROM ({join.stored_sql}) AS t "
+            f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {quote(offline.SEQ_COLUMN)} DESC) = 1"
+        )
+        columns = ", ".join(f"f.{quote(c)}" for c in join.stored)
+        return f"SELECT s.{ROW_COLUMN}, {columns} FROM spine AS s LEFT JOIN ({latest}) AS f ON {on}"
+
+    event = quote(join.event_time)
+    sortable = (
+        f"SELECT *, epoch_us({event})::HUGEINT * {_SHIFT} + {quote(offline.SEQ_COLUMN)} AS {SORT_COLUMN} "
+        f"FROM ({join.stored_sql}) AS t"
+    )
+    valid = f"f.{SORT_COLUMN} IS NOT NULL"
+    if join.ttl_us is not None:
+        valid += f" AND f.{event} >= s.{SPINE_TIME_COLUMN} - to_microseconds({join.ttl_us})"
+    columns = ", ".join(f"CASE WHEN {valid} THEN f.{quote(c)} END AS {quote(c)}" for c in join.stored)
+    return (
+        f"SELECT s.{ROW_COLUMN}, {columns} FROM spine AS s ASOF LEFT JOIN ({sortable}) AS f "
+        f"ON {on} AND s.{SPINE_SORT_COLUMN} >= f.{SORT_COLUMN}"
+    )
+
+
+def _group_sql(join: GroupJoin) -> str:
+    sql = _joined_sql(join)
+    for level in join.levels:
+        derived = ", ".join(
+            f"CAST((\n{join.derived[name][0]}\n) AS {join.derived[name][1].sql_type}) AS {quote(name)}"
+            for name in level
+        )
+        sql = f"SELECT *, {derived} FROM ({sql}) AS t"
+    outputs = ", ".join(f"{quote(feature)} AS {quote(output)}" for feature, output in join.outputs)
+    return f"SELECT {ROW_COLUMN}, {outputs} FROM ({sql}) AS t"
+
+
+def spine_sort_sql() -> str:
+    """Return the select item that adds the spine side of the sort key: (timestamp, any sequence)."""
+    return f", epoch_us({SPINE_TIME_COLUMN})::HUGEINT * {_SHIFT} + ({_SHIFT} - 1) AS {SPINE_SORT_COLUMN}"
+
+
+def training_sql(joins: list[GroupJoin]) -> str:
+    """Return the query of every output column, one row per spine row in spine order."""
+    parts = ", ".join(f"{join.alias} AS ({_group_sql(join)})" for join in joins)
+    selected = ", ".join(
+        f"{join.alias}.{quote(output)}" for join in joins for _, output in join.outputs
+    )
+    joined = " ".join(f"LEFT JOIN {join.alias} USING ({ROW_COLUMN})" for join in joins)
+    return f"WITH {parts} SELECT s.{ROW_COLUMN}, {selected} FROM spine AS s {joined} ORDER BY s.{ROW_COLUMN}"
