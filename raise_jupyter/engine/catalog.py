@@ -25,7 +25,7 @@ from raise_jupyter.errors import StoreError
 logger = logging.getLogger(__name__)
 
 # Newest migration; a test checks that it matches the head of the migration scripts.
-CATALOG_REVISION = "0004"
+CATALOG_REVISION = "0005"
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -48,6 +48,7 @@ class GroupRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     ttl_us: int | None = None
+    online: bool = False
 
     @property
     def ttl(self) -> dt.timedelta | None:
@@ -96,6 +97,7 @@ def _group_record(row: Any) -> GroupRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         ttl_us=row.ttl_us,
+        online=bool(row.online),
     )
 
 
@@ -226,6 +228,7 @@ class Catalog:
         tags: dict[str, str],
         table_path: str,
         ttl_us: int | None = None,
+        online: bool = False,
     ) -> GroupRecord:
         now = utcnow()
         t = tables.feature_groups
@@ -239,6 +242,7 @@ class Catalog:
                 tags=tags,
                 table_path=table_path,
                 ttl_us=ttl_us,
+                online=online,
                 next_batch=1,
                 created_at=now,
                 updated_at=now,
@@ -369,8 +373,15 @@ def upgrade_catalog(engine: sa.Engine, revision: str) -> None:
     """Run the catalog migrations up to ``revision`` (``"head"`` for the newest)."""
     from alembic import command
 
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(engine, conn), revision)
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            # Table copies in migrations must not cascade deletes through foreign keys. The
+            # pragma only takes effect outside a transaction, so it goes to the driver first.
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+        with conn.begin():
+            command.upgrade(_alembic_config(engine, conn), revision)
+        if engine.dialect.name == "sqlite":
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
 
 def head_revision() -> str:

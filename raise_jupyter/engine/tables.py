@@ -26,6 +26,8 @@ feature_groups = sa.Table(
     sa.Column("next_batch", sa.BigInteger, nullable=False),
     # How long a row's values stay valid after its event time, in microseconds; NULL is forever.
     sa.Column("ttl_us", sa.BigInteger, nullable=True),
+    # Whether every ingest also writes each key's latest values to the online store.
+    sa.Column("online", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("namespace", "name", name="uq_feature_groups_namespace_name"),

@@ -17,8 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("feature_groups") as batch:
-        batch.add_column(sa.Column("ttl_us", sa.BigInteger, nullable=True))
+    # A plain ADD COLUMN: batch mode would copy the table, and on SQLite dropping the old
+    # copy cascades deletes through the foreign keys.
+    op.add_column("feature_groups", sa.Column("ttl_us", sa.BigInteger, nullable=True))
 
 
 def downgrade() -> None:
