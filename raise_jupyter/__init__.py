@@ -28,6 +28,7 @@ from raise_jupyter.errors import (
 from raise_jupyter.feature import Feature
 from raise_jupyter.group import FeatureGroup
 from raise_jupyter.results import IngestResult, QueryResult
+from raise_jupyter.online import OnlineFeatures
 from raise_jupyter.store import FeatureStore
 from raise_jupyter.training import TrainingData
 
@@ -44,6 +45,7 @@ __all__ = [
     "IngestError",
     "IngestResult",
     "NotFoundError",
+    "OnlineFeatures",
     "QueryError",
     "QueryResult",
     "RaiseError",

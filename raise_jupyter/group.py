@@ -29,6 +29,7 @@ from raise_jupyter.errors import (
     NotFoundError,
     QueryError,
     RaiseWarning,
+    StoreError,
 )
 from raise_jupyter.feature import (
     Feature,
@@ -500,11 +501,13 @@ class FeatureGroup:
             record, records = self._load()
             layout = definitions.layout_of(record, records)
         try:
-            version = self._append(conformed, layout, supplied=table.column_names)
+            version, batch = self._append(conformed, layout, supplied=table.column_names)
         except BaseException:
             if inferred:
                 self._unregister_inferred(inferred)
             raise
+        if record.online:
+            self._write_online(record, layout, conformed, batch, version)
         logger.info("Ingested %d rows into %s (version %d)", table.num_rows, self.name, version)
         return IngestResult(self.name, table.num_rows, version, [f.name for f in inferred])
 
@@ -554,7 +557,8 @@ class FeatureGroup:
                 if record.name in names_to_remove:
                     self._catalog.delete_feature(conn, record.id)
 
-    def _append(self, conformed: pa.Table, layout: reader.GroupLayout, *, supplied: list[str]) -> int:
+    def _append(self, conformed: pa.Table, layout: reader.GroupLayout, *, supplied: list[str]) -> tuple[int, int]:
+        """Commit ``conformed`` as one batch and return the table version and the batch number."""
         batch = self._catalog.begin_ingest(self._id, conformed.num_rows)
         try:
             version = self._commit(conformed, layout, batch, supplied)
@@ -562,7 +566,61 @@ class FeatureGroup:
             self._catalog.finish_ingest(self._id, batch, status="failed", table_version=None)
             raise
         self._catalog.finish_ingest(self._id, batch, status="committed", table_version=version)
-        return version
+        return version, batch
+
+    def _write_online(
+        self, record: GroupRecord, layout: reader.GroupLayout, conformed: pa.Table, batch: int, version: int
+    ) -> None:
+        from raise_jupyter import online
+
+        try:
+            online.write_latest(self._store.root, record, layout, conformed, offline.seq_values(batch, conformed.num_rows))
+        except Exception as error:
+            logger.error("Online write of %s version %d failed: %s", self.name, version, error)
+            raise StoreError(
+                f"The rows were stored offline (version {version}) but the online store of {self.name!r} "
+                f"was not updated: {error}. Run group.materialize() to catch up."
+            ) from error
+
+    # -- online -----------------------------------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        """Whether ingests also write each key's latest values to the online store."""
+        return self._record().online
+
+    def enable_online(self) -> FeatureGroup:
+        """Keep each key's latest values in the online store from the next ingest on.
+
+        Call ``materialize()`` to load the data already stored.
+        """
+        self._require_keys("online serving")
+        with self._catalog.write() as conn:
+            self._catalog.update_group(conn, self._id, online=True)
+        return self
+
+    def disable_online(self) -> FeatureGroup:
+        """Stop writing to the online store and drop this group's online values."""
+        from raise_jupyter import online
+
+        with self._catalog.write() as conn:
+            self._catalog.update_group(conn, self._id, online=False)
+        online.online_store(self._store.root).drop(self._id)
+        return self
+
+    def materialize(
+        self, start: dt.datetime | str | None = None, end: dt.datetime | str | None = None
+    ) -> int:
+        """Load each key's latest values with event time in [start, end] into the online store.
+
+        An older event never replaces a newer one already there. An ``end`` in the future is
+        clamped to now, with a warning. Returns the number of keys written.
+        """
+        from raise_jupyter import online
+
+        if not self.online:
+            self.enable_online()
+        return online.materialize(self, start, end)
 
     def _check_layout_unchanged(self, layout: reader.GroupLayout, names_written: list[str]) -> None:
         """Raise if another process changed where the written features are stored."""

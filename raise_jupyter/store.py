@@ -22,6 +22,7 @@ from raise_jupyter.errors import DefinitionError, NotFoundError, QueryError, Sto
 from raise_jupyter.feature import normalize_tags
 from raise_jupyter.group import FeatureGroup
 from raise_jupyter.results import QueryResult
+from raise_jupyter.online import OnlineFeatures, get_online_features, online_store
 from raise_jupyter.training import TrainingData, get_training_data
 
 __all__ = ["FeatureStore"]
@@ -147,6 +148,7 @@ class FeatureStore:
         description: str | None = None,
         tags: dict[str, str] | Sequence[str] | None = None,
         ttl: dt.timedelta | float | None = None,
+        online: bool = False,
         replace: bool = False,
     ) -> FeatureGroup:
         """Create a feature group, or return the existing one if the definition matches.
@@ -164,7 +166,11 @@ class FeatureStore:
             Documentation.
         ttl
             How long a row's values stay valid after its event time (a timedelta or seconds).
-            Training data treats older rows as missing. None keeps values forever.
+            Training data treats older rows as missing, and online lookups report them expired.
+            None keeps values forever.
+        online
+            Also keep each key's latest values in the online store for ``get_online_features``
+            (needs keys). True on an existing group enables it; False leaves it as it is.
         replace
             Replace a different existing definition instead of raising ConflictError. Keys and
             event time of a group that has data cannot change.
@@ -183,7 +189,9 @@ class FeatureStore:
         with self._catalog.read() as conn:
             existing = self._catalog.get_group(conn, self.namespace, name)
         if existing is None:
-            created = self._insert_group(name, keys_list, event_time, description, tag_map or {}, ttl_us)
+            if online and not keys_list:
+                raise DefinitionError(f"Online feature group {name!r} needs keys, such as keys='user_id'.")
+            created = self._insert_group(name, keys_list, event_time, description, tag_map or {}, ttl_us, online)
             if created is not None:
                 logger.info("Created feature group %s/%s", self.namespace, name)
                 return FeatureGroup(self, created)
@@ -195,6 +203,8 @@ class FeatureStore:
         group._apply_group_definition(
             keys=keys_list, event_time=event_time, description=description, tags=tag_map, ttl_us=ttl_us, replace=replace
         )
+        if online and not group.online:
+            group.enable_online()
         return group
 
     def _insert_group(
@@ -205,6 +215,7 @@ class FeatureStore:
         description: str | None,
         tags: dict[str, str],
         ttl_us: int | None,
+        online: bool,
     ) -> GroupRecord | None:
         # The suffix keeps two processes creating the group at once from sharing a folder, and
         # contains a dot, which namespace segments cannot, so no namespace folder ever equals it.
@@ -222,6 +233,7 @@ class FeatureStore:
                     tags=tags,
                     table_path=relative.as_posix(),
                     ttl_us=ttl_us,
+                    online=online,
                 )
         except sa.exc.IntegrityError:
             # Another process created the group first; drop this table and use theirs.
@@ -263,6 +275,7 @@ class FeatureStore:
                 raise NotFoundError(f"Feature group {name!r} does not exist in namespace {self.namespace!r}.")
             self._catalog.delete_group(conn, record.id)
         offline.delete_table(self.root / record.table_path, self.root / "trash")
+        online_store(self.root).drop(record.id)
         logger.info("Deleted feature group %s/%s", self.namespace, name)
 
     # -- training data ----------------------------------------------------------------------
@@ -313,6 +326,32 @@ class FeatureStore:
         return get_training_data(
             self, spine, features, timestamp_column=timestamp_column, key_map=key_map, full_names=full_names, as_of=as_of
         )
+
+    # -- online serving ---------------------------------------------------------------------
+
+    def get_online_features(self, features: Sequence[str], entities: Mapping[str, Any]) -> OnlineFeatures:
+        """Look up the latest values of features for the given entity keys.
+
+        Parameters
+        ----------
+        features
+            References ``"group.feature"`` (or ``"group.*"``) of online groups.
+        entities
+            Key name to a list of values, one per requested row, such as ``{"user_id": [7, 0]}``.
+            Values are converted to the key's dtype without loss (``1.0`` matches an int key).
+
+        Returns
+        -------
+        OnlineFeatures
+            One row per requested entity, in request order: the keys, the features (nulls for
+            unknown or expired keys) and a ``status`` of ``found``, ``missing`` or ``expired``.
+            Derived features are computed at lookup.
+
+        Examples
+        --------
+        >>> fs.get_online_features(["user-signals.ctr"], entities={"user_id": [1, 2]}).to_pandas()  # doctest: +SKIP
+        """
+        return get_online_features(self, features, entities)
 
     # -- SQL --------------------------------------------------------------------------------
 

@@ -1,0 +1,250 @@
+"""Online serving: each key's latest values, written on ingest and read by key.
+
+``FeatureStore.get_online_features`` reads the embedded SQLite online store of the store root.
+Derived features are computed at lookup, from the stored values, in one DuckDB query.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raise_jupyter import definitions
+from raise_jupyter.dtypes import DType
+from raise_jupyter.engine import conform, offline, reader
+from raise_jupyter.engine.catalog import GroupRecord
+from raise_jupyter.engine.duck import connection, quote
+from raise_jupyter.engine.online import EVENT_COLUMN, SEQ_COLUMN, SQLiteOnlineStore
+from raise_jupyter.errors import DefinitionError, IngestError, RaiseWarning
+from raise_jupyter.results import QueryResult
+
+if TYPE_CHECKING:
+    from raise_jupyter.group import FeatureGroup
+    from raise_jupyter.store import FeatureStore
+
+logger = logging.getLogger(__name__)
+
+FOUND = "found"
+MISSING = "missing"
+EXPIRED = "expired"
+
+
+class OnlineFeatures(QueryResult):
+    """Feature values of the requested entities, in request order, with a status per row.
+
+    The ``status`` column (``status__<group>`` when several groups are read) is ``found``,
+    ``missing`` (unknown key) or ``expired`` (older than the group's ttl; values are null).
+    """
+
+
+def online_store(root: Any) -> SQLiteOnlineStore:
+    return SQLiteOnlineStore(root / "online.db")
+
+
+def _stored_columns(layout: reader.GroupLayout, keys: Sequence[str]) -> dict[str, DType]:
+    """Return the online table's value columns: physical name to dtype, keys excluded."""
+    return {layout.column(n): d for n, d in layout.stored.items() if n not in keys}
+
+
+def _key_dtypes(layout: reader.GroupLayout, keys: Sequence[str]) -> dict[str, DType]:
+    return {k: layout.stored[k] for k in keys}
+
+
+def write_latest(
+    store_root: Any, record: GroupRecord, layout: reader.GroupLayout, data: pa.Table, seq: pa.Array
+) -> int:
+    """Write each key's latest row of ``data`` (conformed, by feature name) to the online store."""
+    keys = list(record.keys or ())
+    if not keys or not all(k in layout.stored for k in keys):
+        return 0
+
+    table = data.append_column(SEQ_COLUMN, seq)
+    order = f"{quote(record.event_time)} DESC NULLS LAST, " if record.event_time else ""
+    event = f"epoch_us({quote(record.event_time)})" if record.event_time else "NULL::BIGINT"
+    values = [f"{quote(n)} AS {quote(layout.column(n))}" for n in layout.stored if n not in keys and n in data.column_names]
+    partition = ", ".join(quote(k) for k in keys)
+    sql = (
+        f"SELECT {', '.join(quote(k) for k in keys)}, {event} AS {quote(EVENT_COLUMN)}, {quote(SEQ_COLUMN)}"
+        f"{''.join(', ' + v for v in values)} FROM batch "
+        f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}{quote(SEQ_COLUMN)} DESC) = 1"
+    )
+    cursor = connection(store_root).cursor()
+    try:
+        cursor.register("batch", table)
+        latest = cursor.execute(sql).to_arrow_table()
+    finally:
+        cursor.close()
+
+    columns = {c: d for c, d in _stored_columns(layout, keys).items() if c in latest.column_names}
+    return online_store(store_root).upsert(record.id, _key_dtypes(layout, keys), columns, latest)
+
+
+def materialize(group: FeatureGroup, start: Any = None, end: Any = None) -> int:
+    """Load the latest values per key with event time in [start, end] into the online store."""
+    record, records = group._load()
+    group._require_keys("online serving")
+    layout = definitions.layout_of(record, records)
+    now = dt.datetime.now(dt.timezone.utc)
+    start_time = _as_utc(start, "start")
+    end_time = _as_utc(end, "end")
+    if end_time is not None and end_time > now:
+        warnings.warn(
+            f"materialize(end={end!r}) is in the future; using the current time {now.isoformat()} instead.",
+            RaiseWarning,
+            stacklevel=3,
+        )
+        end_time = now
+
+    files = offline.table_files(group._path)
+    base = reader.GroupLayout(stored=layout.stored, since=layout.since, columns=layout.columns)
+    sql = reader.relation_sql(group._store.root, base, files, include_seq=True)
+    conditions = []
+    if record.event_time and start_time is not None:
+        conditions.append(f"{quote(record.event_time)} >= '{start_time.isoformat()}'::TIMESTAMPTZ")
+    if record.event_time and end_time is not None:
+        conditions.append(f"{quote(record.event_time)} <= '{end_time.isoformat()}'::TIMESTAMPTZ")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    data = reader.read_arrow(group._store.root, f"SELECT * FROM ({sql}) AS t{where}")
+
+    seq = data.column(offline.SEQ_COLUMN)
+    data = data.drop_columns([offline.SEQ_COLUMN])
+    written = write_latest(group._store.root, record, layout, data, seq) if data.num_rows else 0
+    logger.info("Materialized %d keys of %s into the online store", written, group.name)
+    return written
+
+
+def _as_utc(value: Any, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = reader.resolve_version(value)
+    except (TypeError, ValueError):
+        parsed = None
+    if not isinstance(parsed, dt.datetime):
+        raise DefinitionError(f"{name} must be a datetime, a date or an ISO 8601 string, got {value!r}.")
+    return parsed
+
+
+def _request_keys(group: FeatureGroup, keys: list[str], layout: reader.GroupLayout, entities: Mapping[str, Any]) -> list[pa.Array]:
+    arrays = []
+    for key in keys:
+        if key not in entities:
+            raise DefinitionError(
+                f"entities has no values for key {key!r} of group {group.name!r}; pass "
+                f"entities={{{key!r}: [...]}}. Given: {', '.join(entities) or '(none)'}."
+            )
+        values = entities[key]
+        try:
+            array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(list(values))
+            converted = conform.convert_column(key, pa.chunked_array([array]) if isinstance(array, pa.Array) else array, layout.stored[key])
+        except (IngestError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
+            raise DefinitionError(
+                f"Values of key {key!r} cannot be used as {layout.stored[key].name} keys of group {group.name!r}: {error}"
+            ) from None
+        arrays.append(converted.combine_chunks())
+    lengths = {len(a) for a in arrays}
+    if len(lengths) > 1:
+        raise DefinitionError(f"The key lists in entities have different lengths: {sorted(lengths)}.")
+    return arrays
+
+
+def _compute_derived(root: Any, layout: reader.GroupLayout, values: dict[str, pa.Array], names: list[str], rows: int) -> dict[str, pa.Array]:
+    """Compute the derived features ``names`` over looked-up values in one DuckDB query."""
+    if not names or rows == 0:
+        return {n: pa.nulls(rows, layout.dtype(n).arrow_type) for n in names}
+    needed = [n for n in layout.stored if n in values]
+    parameters = [values[n].to_pylist() for n in needed]
+    inner = ", ".join(
+        f"unnest(${i + 1}::{layout.stored[n].sql_type}[]) AS {quote(n)}" for i, n in enumerate(needed)
+    ) or "1 AS _raise_one"
+    sql = f"SELECT {inner}"
+    for level in layout.levels:
+        derived = ", ".join(
+            f"CAST((\n{layout.derived[n][0]}\n) AS {layout.derived[n][1].sql_type}) AS {quote(n)}" for n in level
+        )
+        sql = f"SELECT *, {derived} FROM ({sql}) AS t"
+    sql = f"SELECT {', '.join(quote(n) for n in names)} FROM ({sql}) AS t"
+    cursor = connection(root).cursor()
+    try:
+        table = cursor.execute(sql, parameters).to_arrow_table()
+    finally:
+        cursor.close()
+    return {n: table.column(n).combine_chunks().cast(layout.dtype(n).arrow_type) for n in names}
+
+
+def get_online_features(store: FeatureStore, features: Sequence[str], entities: Mapping[str, Any]) -> OnlineFeatures:
+    """Look up the latest values of ``features`` for ``entities``; see ``FeatureStore.get_online_features``."""
+    from raise_jupyter.training import _parse_references
+
+    if not isinstance(entities, Mapping) or not entities:
+        raise DefinitionError(f"entities must be a dict of key name to a list of values, got {entities!r}.")
+    by_group = _parse_references(store, features)
+    now_us = time.time_ns() // 1000
+
+    columns: dict[str, pa.Array] = {}
+    entity_columns: dict[str, pa.Array] = {}
+    for group_name, (group, names) in by_group.items():
+        record, records = group._load()
+        keys = group._require_keys("online serving")
+        if not record.online:
+            raise DefinitionError(
+                f"Feature group {group_name!r} is not online; call get_feature_group({group_name!r})"
+                ".enable_online() and then .materialize() to load its existing data."
+            )
+        layout = definitions.layout_of(record, records)
+        key_arrays = _request_keys(group, keys, layout, entities)
+        rows = len(key_arrays[0])
+        for key, array in zip(keys, key_arrays, strict=True):
+            entity_columns.setdefault(key, array)
+
+        online = online_store(store.root)
+        requests = online.key_values(key_arrays, [layout.stored[k] for k in keys])
+        stored_needed = _stored_needed(layout, names)
+        physical = {layout.column(n): layout.stored[n] for n in stored_needed if n not in keys}
+        events, arrays, found = online.lookup(record.id, _key_dtypes(layout, keys), physical, requests)
+
+        values = {n: arrays[layout.column(n)] for n in stored_needed if n not in keys}
+        values.update({k: a for k, a in zip(keys, key_arrays, strict=True) if k in stored_needed})
+        status = [FOUND if f else MISSING for f in found]
+        if record.ttl_us is not None and record.event_time:
+            for i, event in enumerate(events):
+                if event is not None and event < now_us - record.ttl_us:
+                    status[i] = EXPIRED
+
+        derived_names = [n for n in names if n in layout.derived]
+        derived_needed = [n for n in layout.derived if n in _derived_closure(layout, derived_names)]
+        values.update(_compute_derived(store.root, layout, values, derived_needed, rows))
+
+        expired = pa.array([s == EXPIRED for s in status])
+        for name in names:
+            array = values[name]
+            if record.ttl_us is not None:
+                array = pc.if_else(expired, pa.scalar(None, array.type), array)
+            output = name if len(by_group) == 1 or name not in columns else f"{group_name}__{name}"
+            columns[output] = array
+        columns["status" if len(by_group) == 1 else f"status__{group_name}"] = pa.array(status, pa.string())
+
+    table = pa.table({**{k: v for k, v in entity_columns.items() if k not in columns}, **columns})
+    return OnlineFeatures(table, versions={})
+
+
+def _stored_needed(layout: reader.GroupLayout, names: list[str]) -> list[str]:
+    from raise_jupyter.training import _needed_columns
+
+    return _needed_columns(layout, names)
+
+
+def _derived_closure(layout: reader.GroupLayout, names: list[str]) -> set[str]:
+    from raise_jupyter.training import _derived_closure as closure
+
+    return closure(layout, names)
+
+
+__all__ = ["OnlineFeatures", "get_online_features", "materialize", "write_latest"]
