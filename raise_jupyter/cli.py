@@ -38,6 +38,13 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from raise_jupyter.server import serve
+
+    serve(args.namespace, root=args.root, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -56,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", parents=[common], help="list the feature groups of a namespace")
     info.add_argument("namespace", help="namespace path, such as acme/ml/engagement")
     info.set_defaults(run=_info)
+
+    serve = commands.add_parser("serve", parents=[common], help="serve online lookups over HTTP")
+    serve.add_argument("namespace", help="namespace path, such as acme/ml/engagement")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default: 8000)")
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -1,0 +1,155 @@
+"""The HTTP feature server behind ``raise serve``: online lookups over JSON.
+
+Endpoints: ``POST /v1/online-features``, ``GET /health`` and ``GET /openapi.json``. Bad requests
+get a 4xx response whose ``error`` says what is wrong; an unexpected error is logged and answered
+with 500, and the server keeps running.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from raise_jupyter.errors import DefinitionError, NotFoundError, RaiseError
+from raise_jupyter.store import FeatureStore
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_000_000
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Raise feature server", "version": "1"},
+    "paths": {
+        "/v1/online-features": {
+            "post": {
+                "summary": "Latest feature values of the given entities, in request order",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["features", "entities"],
+                                "properties": {
+                                    "features": {
+                                        "type": "array",
+                                        "items": {"type": "string"},
+                                        "example": ["user-signals.ctr"],
+                                    },
+                                    "entities": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "array"},
+                                        "example": {"user_id": [1, 2]},
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "One object per requested entity, with a status of found, missing or expired",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"results": {"type": "array", "items": {"type": "object"}}},
+                                }
+                            }
+                        },
+                    },
+                    "400": {"description": "Invalid request; the error field says what to fix"},
+                    "404": {"description": "Unknown feature group or feature"},
+                },
+            }
+        },
+        "/health": {"get": {"summary": "Liveness check", "responses": {"200": {"description": "Server is up"}}}},
+    },
+}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _parse_request(body: bytes) -> tuple[list[str], dict[str, list[Any]]]:
+    if len(body) > MAX_BODY_BYTES:
+        raise DefinitionError(f"The request body has {len(body):,} bytes; the maximum is {MAX_BODY_BYTES:,}.")
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DefinitionError(f"The request body is not valid JSON: {error}.") from None
+
+    if not isinstance(payload, dict):
+        raise DefinitionError('The request body must be a JSON object with "features" and "entities".')
+    features = payload.get("features")
+    entities = payload.get("entities")
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features) or not features:
+        raise DefinitionError('"features" must be a non-empty list of "group.feature" strings.')
+    if not isinstance(entities, dict) or not entities or not all(isinstance(v, list) for v in entities.values()):
+        raise DefinitionError('"entities" must be an object of key name to a list of values, such as {"user_id": [1, 2]}.')
+    return features, entities
+
+
+def create_app(store: FeatureStore) -> Starlette:
+    """Return the ASGI application serving online lookups of ``store``."""
+
+    async def online_features(request: Request) -> Response:
+        try:
+            features, entities = _parse_request(await request.body())
+            result = store.get_online_features(features, entities)
+        except NotFoundError as error:
+            return _error(404, str(error))
+        except RaiseError as error:
+            return _error(400, str(error))
+        except Exception as error:  # noqa: BLE001 - the server must answer and keep running
+            logger.exception("Online lookup failed for features %r", locals().get("features"))
+            return _error(500, f"Internal error: {type(error).__name__}: {error}")
+
+        rows = result.to_arrow().to_pylist()
+        return JSONResponse({"results": [{k: _json_value(v) for k, v in row.items()} for row in rows]})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "namespace": store.namespace})
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    routes = [
+        Route("/v1/online-features", online_features, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def serve(namespace: str, *, root: Path | None, host: str, port: int) -> None:
+    """Run the feature server until interrupted."""
+    import uvicorn
+
+    store = FeatureStore(namespace, root=root)
+    logger.info("Serving %s from %s on http://%s:%d", namespace, store.root, host, port)
+    uvicorn.run(create_app(store), host=host, port=port, log_level="warning")

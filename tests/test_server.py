@@ -1,0 +1,141 @@
+"""The HTTP feature server, run as ``raise serve`` in a separate process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from raise_jupyter import FeatureStore
+
+NAMESPACE = "acme/ml/engagement"
+STARTUP_LIMIT_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _request(url: str, body: bytes | None = None) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _post(base: str, payload: object) -> tuple[int, dict[str, object]]:
+    return _request(f"{base}/v1/online-features", json.dumps(payload).encode())
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
+    fs = FeatureStore(NAMESPACE, root=tmp_path_factory.mktemp("served"))
+    users = fs.create_feature_group("user-signals", keys="user_id", event_time="ts", online=True)
+    users.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "clicks": "int64", "impressions": "int64"})
+    users.create_feature("ctr", dtype="float64", derived_from="clicks / NULLIF(impressions, 0)")
+    users.ingest({"user_id": [0, 1, 2], "ts": ["2024-01-01"] * 3, "clicks": [7, 1, 2], "impressions": [10, 10, 0]})
+    planes = fs.create_feature_group("planes", keys="tailnum", online=True)
+    planes.create_features_from_schema({"tailnum": "string", "seats": "int32", "since": "date"})
+    planes.ingest({"tailnum": ["N1", "N2"], "seats": [100, 200], "since": ["2001-05-01", None]})
+    return fs
+
+
+@pytest.fixture(scope="module")
+def server(store: FeatureStore) -> Iterator[str]:
+    port = _free_port()
+    command = [sys.executable, "-m", "raise_jupyter.cli", "--root", str(store.root), "serve", NAMESPACE, "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_LIMIT_S
+    while True:
+        try:
+            _request(f"{base}/health")
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read().decode() if process.stdout else ""
+                pytest.fail(f"raise serve did not start:\n{output}")
+            time.sleep(0.1)
+    yield base
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_server_health(server: str) -> None:
+    status, body = _request(f"{server}/health")
+
+    assert status == 200
+    assert body == {"status": "ok", "namespace": NAMESPACE}
+
+
+def test_server_matches_python_int_keys(server: str, store: FeatureStore) -> None:
+    features = ["user-signals.clicks", "user-signals.ctr"]
+    entities = {"user_id": [2, 99, 0, 1]}
+
+    status, body = _post(server, {"features": features, "entities": entities})
+
+    expected = store.get_online_features(features, entities).to_arrow().to_pylist()
+    assert status == 200
+    assert body["results"] == expected
+
+
+def test_server_matches_python_string_keys(server: str, store: FeatureStore) -> None:
+    features = ["planes.seats", "planes.since"]
+
+    status, body = _post(server, {"features": features, "entities": {"tailnum": ["N2", "N9", "N1"]}})
+
+    assert status == 200
+    assert body["results"] == [
+        {"tailnum": "N2", "seats": 200, "since": None, "status": "found"},
+        {"tailnum": "N9", "seats": None, "since": None, "status": "missing"},
+        {"tailnum": "N1", "seats": 100, "since": "2001-05-01", "status": "found"},
+    ]
+
+
+def test_server_coerces_json_numbers(server: str) -> None:
+    status, body = _post(server, {"features": ["user-signals.clicks"], "entities": {"user_id": [1.0]}})
+
+    assert status == 200
+    assert body["results"] == [{"user_id": 1, "clicks": 1, "status": "found"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (json.dumps({"entities": {"user_id": [1]}}).encode(), 400, '"features" must be a non-empty list'),
+        (json.dumps({"features": ["user-signals.clicks"], "entities": {"user_id": 1}}).encode(), 400, '"entities" must be an object'),
+        (json.dumps({"features": ["user-signals.clicks"], "entities": {"user_id": [1.5]}}).encode(), 400, "cannot be used as int64 keys"),
+        (json.dumps({"features": ["user-signals.clicks"], "entities": {"user_id": ["x"]}}).encode(), 400, "cannot be used as int64 keys"),
+        (json.dumps({"features": ["user-signals.clicks"], "entities": {"uid": [1]}}).encode(), 400, "no values for key 'user_id'"),
+        (json.dumps({"features": ["nope.clicks"], "entities": {"user_id": [1]}}).encode(), 404, "'nope' does not exist"),
+        (json.dumps({"features": ["user-signals.nope"], "entities": {"user_id": [1]}}).encode(), 404, "'nope' does not exist"),
+        (json.dumps({"features": ["clicks"], "entities": {"user_id": [1]}}).encode(), 400, "write 'group.feature'"),
+    ],
+    ids=["bad-json", "not-object", "no-features", "entities-not-lists", "fraction-key", "string-key", "missing-key", "unknown-group", "unknown-feature", "bare-name"],
+)
+def test_server_rejects_bad_requests(server: str, body: bytes, status: int, message: str) -> None:
+    code, response = _request(f"{server}/v1/online-features", body)
+
+    assert code == status
+    assert message in response["error"]
+    assert _request(f"{server}/health")[0] == 200
+
+
+def test_server_openapi(server: str) -> None:
+    status, body = _request(f"{server}/openapi.json")
+
+    assert status == 200
+    assert "/v1/online-features" in body["paths"]
