@@ -22,7 +22,8 @@ from raise_jupyter.engine import conform, offline, reader
 from raise_jupyter.engine.catalog import GroupRecord
 from raise_jupyter.engine.duck import connection, quote
 from raise_jupyter.engine.online import EVENT_COLUMN, SEQ_COLUMN, SQLiteOnlineStore
-from raise_jupyter.errors import DefinitionError, IngestError, RaiseWarning
+from raise_jupyter.config import setting
+from raise_jupyter.errors import DefinitionError, IngestError, RaiseWarning, StoreError
 from raise_jupyter.results import QueryResult
 
 if TYPE_CHECKING:
@@ -44,8 +45,22 @@ class OnlineFeatures(QueryResult):
     """
 
 
-def online_store(root: Any) -> SQLiteOnlineStore:
-    return SQLiteOnlineStore(root / "online.db")
+_redis_stores: dict[tuple[str, str], Any] = {}
+
+
+def online_store(root: Any) -> Any:
+    """Return the online store of a store root: SQLite by default, Redis when configured."""
+    url = setting(root, "online_store")
+    if not url or url == "sqlite":
+        return SQLiteOnlineStore(root / "online.db")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise StoreError(f"online_store {url!r} is invalid: use 'sqlite' or a redis:// URL.")
+    key = (url, str(root))
+    if key not in _redis_stores:
+        from raise_jupyter.engine.online_redis import RedisOnlineStore
+
+        _redis_stores[key] = RedisOnlineStore(url, str(root))
+    return _redis_stores[key]
 
 
 def _stored_columns(layout: reader.GroupLayout, keys: Sequence[str]) -> dict[str, DType]:
@@ -160,10 +175,18 @@ def _compute_derived(root: Any, layout: reader.GroupLayout, values: dict[str, pa
     if not names or rows == 0:
         return {n: pa.nulls(rows, layout.dtype(n).arrow_type) for n in names}
     needed = [n for n in layout.stored if n in values]
-    parameters = [values[n].to_pylist() for n in needed]
-    inner = ", ".join(
-        f"unnest(${i + 1}::{layout.stored[n].sql_type}[]) AS {quote(n)}" for i, n in enumerate(needed)
-    ) or "1 AS _raise_one"
+    parameters = []
+    items = []
+    for i, name in enumerate(needed):
+        dtype = layout.stored[name]
+        if dtype.name in ("float32", "float64"):
+            # DuckDB turns NaN inside a list parameter into NULL, so floats travel as text.
+            parameters.append([None if v is None else repr(v) for v in values[name].to_pylist()])
+            items.append(f"CAST(unnest(${i + 1}::VARCHAR[]) AS {dtype.sql_type}) AS {quote(name)}")
+        else:
+            parameters.append(values[name].to_pylist())
+            items.append(f"unnest(${i + 1}::{dtype.sql_type}[]) AS {quote(name)}")
+    inner = ", ".join(items) or "1 AS _raise_one"
     sql = f"SELECT {inner}"
     for level in layout.levels:
         derived = ", ".join(

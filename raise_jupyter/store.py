@@ -14,6 +14,7 @@ import duckdb
 import sqlalchemy as sa
 
 from raise_jupyter import names
+from raise_jupyter.config import setting
 from raise_jupyter.engine import offline
 from raise_jupyter.engine.catalog import Catalog, GroupRecord
 from raise_jupyter.engine.duck import connection, quote
@@ -41,14 +42,7 @@ def resolve_root(root: str | os.PathLike[str] | None) -> Path:
 
 
 def _catalog_url(root: Path) -> str:
-    url = os.environ.get("RAISE_CATALOG_URL")
-    config = root / "config.yaml"
-    if not url and config.is_file():
-        import yaml
-
-        settings = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        url = settings.get("catalog_url")
-    return url or f"sqlite:///{root / 'catalog.db'}"
+    return setting(root, "catalog_url") or f"sqlite:///{root / 'catalog.db'}"
 
 
 def _make_root(root: Path) -> None:

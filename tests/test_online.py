@@ -11,6 +11,14 @@ from raise_jupyter import DefinitionError, FeatureStore, RaiseWarning
 UTC = dt.timezone.utc
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def fs(request: pytest.FixtureRequest, root, monkeypatch: pytest.MonkeyPatch) -> FeatureStore:
+    """Each test runs on the embedded SQLite online store and on a real Redis server."""
+    if request.param == "redis":
+        monkeypatch.setenv("RAISE_ONLINE_STORE", request.getfixturevalue("redis_url"))
+    return FeatureStore("acme/ml/engagement", root=root)
+
+
 @pytest.fixture
 def group(fs: FeatureStore):
     group = fs.create_feature_group("user-signals", keys="user_id", event_time="ts", online=True)
@@ -163,3 +171,35 @@ def test_online_matches_training_latest(fs: FeatureStore, group) -> None:
     online = _lookup(fs, ["user-signals.ctr"], [1, 2])["ctr"]
 
     assert online == offline
+
+
+def test_online_sqlite_and_redis_agree(tmp_path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    results = []
+    for backend in ("sqlite", redis_url):
+        monkeypatch.setenv("RAISE_ONLINE_STORE", backend)
+        fs = FeatureStore("acme", root=tmp_path / backend.split(":")[0])
+        group = fs.create_feature_group("items", keys=["shop", "item"], event_time="ts", online=True)
+        group.create_features_from_schema(
+            {"shop": "int64", "item": "string", "ts": "timestamp", "price": "float64", "tags": "list<string>", "day": "date"}
+        )
+        group.create_feature("double_price", dtype="float64", derived_from="price * 2")
+        group.ingest(
+            {
+                "shop": [1, 12, 1, 1],
+                "item": ["23", "3", "23", ""],
+                "ts": ["2024-01-02", "2024-01-01", "2024-01-01", "2024-01-03"],
+                "price": [2.5, 9.0, 1.0, float("nan")],
+                "tags": [["a"], [], None, ["b", "c"]],
+                "day": ["2024-01-02", None, "2024-01-01", "2024-01-03"],
+            }
+        )
+        entities = {"shop": [1, 12, 1, 12, 0], "item": ["23", "3", "", "23", ""]}
+        features = ["items.price", "items.tags", "items.day", "items.double_price"]
+        rows = fs.get_online_features(features, entities).to_arrow().to_pylist()
+        # NaN never equals itself, so compare it as text.
+        results.append([{k: "NaN" if v != v else v for k, v in row.items()} for row in rows])
+
+    assert results[0] == results[1]
+    assert results[0][2]["price"] == "NaN"
+    assert [row["status"] for row in results[0]] == ["found", "found", "found", "missing", "missing"]
+    assert results[0][0]["price"] == 2.5

@@ -23,6 +23,7 @@ from raise_jupyter.engine.duck import quote
 
 BUSY_TIMEOUT_MS = 60_000
 EVENT_COLUMN = "__event_us"
+_NAN_TEXT = "NaN"
 SEQ_COLUMN = "__seq"
 
 _local = threading.local()
@@ -46,6 +47,9 @@ def _to_sqlite(values: pa.ChunkedArray | pa.Array, dtype: DType) -> list[Any]:
         return values.cast(pa.int64()).to_pylist()
     if dtype.name == "date":
         return values.cast(pa.int32()).to_pylist()
+    if dtype.name in ("float32", "float64"):
+        # SQLite stores NaN as NULL, so NaN is kept as the text 'NaN' in the REAL column.
+        return [_NAN_TEXT if v is not None and v != v else v for v in values.to_pylist()]
     if dtype.kind == "vector":
         assert dtype.element is not None
         element = np.dtype(dtype.element.arrow_type.to_pandas_dtype())
@@ -63,6 +67,8 @@ def _from_sqlite(values: list[Any], dtype: DType) -> pa.Array:
         return pa.array(values, pa.int32()).cast(dtype.arrow_type)
     if dtype.name == "bool":
         return pa.array([None if v is None else bool(v) for v in values], pa.bool_())
+    if dtype.name in ("float32", "float64"):
+        return pa.array([float("nan") if v == _NAN_TEXT else v for v in values], dtype.arrow_type)
     if dtype.kind == "vector":
         assert dtype.element is not None
         element = np.dtype(dtype.element.arrow_type.to_pandas_dtype())
