@@ -170,12 +170,14 @@ def get_training_data(
     as_of: Any = None,
 ) -> TrainingData:
     """Join feature values onto ``spine`` as of each row's timestamp; see ``FeatureStore.get_training_data``."""
-    table = sources.to_arrow_table(spine)
+    # pandas metadata would turn the UTC timestamps back into the spine's own types in to_pandas().
+    table = sources.to_arrow_table(spine).replace_schema_metadata(None)
     by_group = _parse_references(store, features)
     groups = [group for group, _ in by_group.values()]
     ts_column = _timestamp_column(table, groups, timestamp_column)
 
     outputs_seen: dict[str, str] = {}
+    output_types: dict[str, pa.DataType] = {}
     spine_columns: dict[str, Any] = {pointintime.ROW_COLUMN: pa.array(np.arange(table.num_rows, dtype=np.int64))}
     joins = []
     versions = {}
@@ -212,6 +214,7 @@ def get_training_data(
                 )
             outputs_seen[output] = group_name
             outputs.append((name, output))
+            output_types[output] = layout.dtype(name).arrow_type
 
         joins.append(
             pointintime.GroupJoin(
@@ -238,7 +241,7 @@ def get_training_data(
 
     features_table = _run(store, pa.table(spine_columns), pointintime.training_sql(joins), ts_column is not None)
     for name in features_table.column_names[1:]:
-        table = table.append_column(name, features_table.column(name))
+        table = table.append_column(pa.field(name, output_types[name]), features_table.column(name).cast(output_types[name]))
     logger.info("Built training data: %d rows, %d features from %s", table.num_rows, len(outputs_seen), list(versions))
     return TrainingData(table, versions=versions, timestamp_column=ts_column)
 

@@ -16,7 +16,7 @@ UTC = dt.timezone.utc
 
 
 def at(hour: int, minute: int = 0, second: int = 0, microsecond: int = 0) -> dt.datetime:
-    """Return a naive time on 2024-01-01; naive values are UTC in the store and in spines."""
+    """Return a naive time on 2024-01-01, which the store and spines take as UTC."""
     return dt.datetime(2024, 1, 1, hour, minute, second, microsecond)
 
 
@@ -80,7 +80,7 @@ def test_equal_times_one_batch(fs: FeatureStore, signals) -> None:
 
 def test_equal_times_two_batches(fs: FeatureStore, signals) -> None:
     signals.ingest({"user_id": [1, 1], "ts": [at(10), at(11)], "clicks": [9, 6], "impressions": [10, 10]})
-    # The second batch replaces 10:00 only; its older 09:00 row must not hide the 10:00 and 11:00 rows.
+    # The second batch replaces 10:00 only. Its older 09:00 row must not hide the 10:00 and 11:00 rows.
     signals.ingest({"user_id": [1, 1], "ts": [at(10), at(9)], "clicks": [4, 8], "impressions": [10, 10]})
     spine = {"user_id": [1, 1, 1, 1], "ts": [at(9, 30), at(10), at(10, 30), at(11)]}
 
@@ -116,8 +116,8 @@ def test_ttl_edges(fs: FeatureStore) -> None:
     assert values(result, "pages_x2") == [6, 6, 6, None, None]
 
 
-def test_ttl_skips_to_no_older_row(fs: FeatureStore) -> None:
-    # The latest row is out of ttl; an older row is older still, so it must not be used either.
+def test_ttl_ignores_older_rows(fs: FeatureStore) -> None:
+    # The latest row is outside the ttl, so an older row is outside too and must not be used.
     group = fs.create_feature_group("sessions", keys="user_id", event_time="ts", ttl=dt.timedelta(minutes=30))
     group.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "pages": "int64"})
     group.ingest({"user_id": [1, 1], "ts": [at(8), at(10)], "pages": [1, 2]})
@@ -275,6 +275,48 @@ def test_spine_time_date(fs: FeatureStore, signals) -> None:
     assert values(result, "day") == [dt.datetime(2024, 1, 2, tzinfo=UTC)]
 
 
+@pytest.mark.parametrize(
+    "spine_time",
+    [
+        pytest.param(dt.datetime(2024, 1, 2), id="naive"),
+        pytest.param(dt.datetime(2024, 1, 2, tzinfo=UTC), id="utc"),
+        pytest.param(dt.date(2024, 1, 2), id="date"),
+        pytest.param(
+            dt.datetime(2024, 1, 2, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+            id="plus-one",
+        ),
+        pytest.param(
+            pd.Timestamp("2024-01-01 16:00", tz="US/Pacific"),
+            id="us-pacific",
+        ),
+        pytest.param(
+            "2024-01-02T00:00:00Z",
+            id="iso-string",
+        ),
+    ],
+)
+def test_pandas_output_time_utc(fs: FeatureStore, signals, spine_time) -> None:
+    signals.ingest({"user_id": [1], "ts": [dt.datetime(2024, 1, 2)], "clicks": [2], "impressions": [10]})
+    spine = pd.DataFrame({"user_id": [1], "ts": pd.Series([spine_time])})
+
+    frame = fs.get_training_data(spine, ["user-signals.clicks"], timestamp_column="ts").to_pandas()
+
+    assert isinstance(frame["ts"].dtype, pd.DatetimeTZDtype)
+    assert str(frame["ts"].dtype.tz) == "UTC"
+    assert frame["ts"].tolist() == [pd.Timestamp("2024-01-02", tz="UTC")]
+
+
+def test_timestamp_feature_is_utc(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("accounts", keys="user_id", event_time="ts")
+    group.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "signup": "timestamp"})
+    group.ingest({"user_id": [1], "ts": [at(10)], "signup": [dt.datetime(2023, 5, 1)]})
+
+    result = fs.get_training_data({"user_id": [1], "ts": [at(11)]}, ["accounts.signup"])
+
+    assert values(result, "signup") == [dt.datetime(2023, 5, 1, tzinfo=UTC)]
+    assert result.to_arrow().schema.field("signup").type == pa.timestamp("us", tz="UTC")
+
+
 @pytest.fixture
 def items(fs: FeatureStore):
     group = fs.create_feature_group("item-signals", keys="item_id", event_time="ts")
@@ -361,6 +403,20 @@ def test_derived_only_over_derived(fs: FeatureStore, signals) -> None:
     assert values(result, "ctr_pct") == [12.5]
 
 
+def test_derived_no_match_is_null(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("sessions", keys="user_id", event_time="ts", ttl=dt.timedelta(hours=1))
+    group.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "pages": "int64"})
+    group.create_feature("pages_or_zero", dtype="int64", derived_from="coalesce(pages, 0)")
+    group.ingest({"user_id": [1, 2], "ts": [at(10), at(10)], "pages": [3, None]})
+    # A matched row with a null stored value gives 0. No match (unknown user, before the first
+    # row, outside the ttl) gives null.
+    spine = {"user_id": [1, 2, 3, 1, 1], "ts": [at(10), at(10), at(10), at(9), at(12)]}
+
+    result = fs.get_training_data(spine, ["sessions.pages_or_zero"])
+
+    assert values(result, "pages_or_zero") == [3, 0, None, None, None]
+
+
 def test_group_star(fs: FeatureStore, signals) -> None:
     signals.ingest({"user_id": [1, 1], "ts": [at(10), at(12)], "clicks": [1, 3], "impressions": [4, 4]})
 
@@ -379,7 +435,7 @@ def test_rebuild_from_versions(fs: FeatureStore, signals, users) -> None:
     features = ["user-signals.clicks", "users.country"]
     original = fs.get_training_data(spine, features)
 
-    # Later data that changes every answer: a re-ingested 10:00 row, a newer row, a new country.
+    # Later data that changes every value: a re-ingested 10:00 row, a newer row, a new country.
     signals.ingest({"user_id": [1, 2], "ts": [at(10), at(12)], "clicks": [100, 200], "impressions": [10, 10]})
     users.ingest({"user_id": [1], "country": ["de"]})
     latest = fs.get_training_data(spine, features)

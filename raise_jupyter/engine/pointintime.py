@@ -16,6 +16,7 @@ from raise_jupyter.engine import offline
 from raise_jupyter.engine.duck import quote
 
 ROW_COLUMN = "__raise_row"
+MATCHED_COLUMN = "__raise_matched"
 SORT_COLUMN = "__raise_sort"
 SPINE_SORT_COLUMN = "__raise_spine_sort"
 SPINE_TIME_COLUMN = "__raise_spine_ts"
@@ -61,7 +62,8 @@ def _joined_sql(join: GroupJoin) -> str:
             f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {quote(offline.SEQ_COLUMN)} DESC) = 1"
         )
         columns = ", ".join(f"f.{quote(c)}" for c in join.stored)
-        return f"SELECT s.{ROW_COLUMN}, {columns} FROM spine AS s LEFT JOIN ({latest}) AS f ON {on}"
+        matched = f"f.{quote(offline.SEQ_COLUMN)} IS NOT NULL AS {MATCHED_COLUMN}"
+        return f"SELECT s.{ROW_COLUMN}, {matched}, {columns} FROM spine AS s LEFT JOIN ({latest}) AS f ON {on}"
 
     event = quote(join.event_time)
     sortable = (
@@ -73,7 +75,8 @@ def _joined_sql(join: GroupJoin) -> str:
         valid += f" AND f.{event} >= s.{SPINE_TIME_COLUMN} - to_microseconds({join.ttl_us})"
     columns = ", ".join(f"CASE WHEN {valid} THEN f.{quote(c)} END AS {quote(c)}" for c in join.stored)
     return (
-        f"SELECT s.{ROW_COLUMN}, {columns} FROM spine AS s ASOF LEFT JOIN ({sortable}) AS f "
+        f"SELECT s.{ROW_COLUMN}, coalesce({valid}, false) AS {MATCHED_COLUMN}, {columns} "
+        f"FROM spine AS s ASOF LEFT JOIN ({sortable}) AS f "
         f"ON {on} AND s.{SPINE_SORT_COLUMN} >= f.{SORT_COLUMN}"
     )
 
@@ -86,7 +89,11 @@ def _group_sql(join: GroupJoin) -> str:
             for name in level
         )
         sql = f"SELECT *, {derived} FROM ({sql}) AS t"
-    outputs = ", ".join(f"{quote(feature)} AS {quote(output)}" for feature, output in join.outputs)
+    # Without a matching row every feature is null, derived ones included (coalesce() over the
+    # all-null row would otherwise give a value).
+    outputs = ", ".join(
+        f"CASE WHEN {MATCHED_COLUMN} THEN {quote(feature)} END AS {quote(output)}" for feature, output in join.outputs
+    )
     return f"SELECT {ROW_COLUMN}, {outputs} FROM ({sql}) AS t"
 
 
