@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -18,7 +20,7 @@ import pyarrow.compute as pc
 
 from raise_jupyter import definitions
 from raise_jupyter.dtypes import DType
-from raise_jupyter.engine import conform, offline, reader
+from raise_jupyter.engine import conform, expressions, offline, reader, rowexpr
 from raise_jupyter.engine.catalog import GroupRecord
 from raise_jupyter.engine.duck import connection, quote
 from raise_jupyter.engine.online import EVENT_COLUMN, SEQ_COLUMN, SQLiteOnlineStore
@@ -147,12 +149,12 @@ def _as_utc(value: Any, name: str) -> dt.datetime | None:
     return parsed
 
 
-def _request_keys(group: FeatureGroup, keys: list[str], layout: reader.GroupLayout, entities: Mapping[str, Any]) -> list[pa.Array]:
+def _request_keys(group_name: str, keys: list[str], layout: reader.GroupLayout, entities: Mapping[str, Any]) -> list[pa.Array]:
     arrays = []
     for key in keys:
         if key not in entities:
             raise DefinitionError(
-                f"entities has no values for key {key!r} of group {group.name!r}; pass "
+                f"entities has no values for key {key!r} of group {group_name!r}; pass "
                 f"entities={{{key!r}: [...]}}. Given: {', '.join(entities) or '(none)'}."
             )
         values = entities[key]
@@ -161,13 +163,49 @@ def _request_keys(group: FeatureGroup, keys: list[str], layout: reader.GroupLayo
             converted = conform.convert_column(key, pa.chunked_array([array]) if isinstance(array, pa.Array) else array, layout.stored[key])
         except (IngestError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
             raise DefinitionError(
-                f"Values of key {key!r} cannot be used as {layout.stored[key].name} keys of group {group.name!r}: {error}"
+                f"Values of key {key!r} cannot be used as {layout.stored[key].name} keys of group {group_name!r}: {error}"
             ) from None
         arrays.append(converted.combine_chunks())
     lengths = {len(a) for a in arrays}
     if len(lengths) > 1:
         raise DefinitionError(f"The key lists in entities have different lengths: {sorted(lengths)}.")
     return arrays
+
+
+def _compile_derived(layout: reader.GroupLayout, names: list[str]) -> dict[str, rowexpr.Compiled] | None:
+    """Compile the derived features ``names`` to Python, or return None if one cannot be."""
+    kinds = {n.lower(): rowexpr.column_kind(d) for n, d in layout.stored.items()}
+    compiled = {}
+    for level in layout.levels:
+        for name in level:
+            if name not in names:
+                continue
+            expression, dtype = layout.derived[name]
+            function = rowexpr.compile_expression(
+                expressions.expression_tree(expression), {k: v for k, v in kinds.items() if v}, dtype
+            )
+            if function is None:
+                return None
+            compiled[name] = function
+            kinds[name.lower()] = rowexpr.column_kind(dtype)
+    return compiled
+
+
+def _derived_values(root: Any, plan: _GroupPlan, values: dict[str, pa.Array], rows: int) -> dict[str, pa.Array]:
+    """Compute the plan's derived features in Python when it can, else in DuckDB."""
+    if plan.compiled is not None and plan.derived_needed:
+        lists = {name.lower(): array.to_pylist() for name, array in values.items()}
+        results: dict[str, list[Any]] = {name: [] for name in plan.derived_needed}
+        try:
+            for i in range(rows):
+                row = {name: column[i] for name, column in lists.items()}
+                for name in plan.derived_needed:
+                    row[name.lower()] = value = plan.compiled[name](row)
+                    results[name].append(value)
+            return {n: pa.array(v, plan.layout.dtype(n).arrow_type) for n, v in results.items()}
+        except rowexpr.Fallback:
+            pass
+    return _compute_derived(root, plan.layout, values, plan.derived_needed, rows)
 
 
 def _compute_derived(root: Any, layout: reader.GroupLayout, values: dict[str, pa.Array], names: list[str], rows: int) -> dict[str, pa.Array]:
@@ -202,18 +240,32 @@ def _compute_derived(root: Any, layout: reader.GroupLayout, values: dict[str, pa
     return {n: table.column(n).combine_chunks().cast(layout.dtype(n).arrow_type) for n in names}
 
 
-def get_online_features(store: FeatureStore, features: Sequence[str], entities: Mapping[str, Any]) -> OnlineFeatures:
-    """Look up the latest values of ``features`` for ``entities``; see ``FeatureStore.get_online_features``."""
+@dataclass
+class _GroupPlan:
+    """What a lookup needs to know of one group, cached until the catalog changes."""
+
+    name: str
+    record: GroupRecord
+    layout: reader.GroupLayout
+    keys: list[str]
+    names: list[str]
+    stored_needed: list[str]
+    physical: dict[str, DType]
+    derived_needed: list[str]
+    # Python versions of the derived expressions, or None when one needs DuckDB.
+    compiled: dict[str, rowexpr.Compiled] | None
+
+
+_plans: dict[tuple[str, str, tuple[str, ...]], tuple[int, list[_GroupPlan]]] = {}
+_plans_lock = threading.Lock()
+_MAX_PLANS = 256
+
+
+def _build_plans(store: FeatureStore, features: Sequence[str]) -> list[_GroupPlan]:
     from raise_jupyter.training import _parse_references
 
-    if not isinstance(entities, Mapping) or not entities:
-        raise DefinitionError(f"entities must be a dict of key name to a list of values, got {entities!r}.")
-    by_group = _parse_references(store, features)
-    now_us = time.time_ns() // 1000
-
-    columns: dict[str, pa.Array] = {}
-    entity_columns: dict[str, pa.Array] = {}
-    for group_name, (group, names) in by_group.items():
+    plans = []
+    for group_name, (group, names) in _parse_references(store, features).items():
         record, records = group._load()
         keys = group._require_keys("online serving")
         if not record.online:
@@ -222,37 +274,83 @@ def get_online_features(store: FeatureStore, features: Sequence[str], entities: 
                 ".enable_online() and then .materialize() to load its existing data."
             )
         layout = definitions.layout_of(record, records)
-        key_arrays = _request_keys(group, keys, layout, entities)
+        stored_needed = _stored_needed(layout, names)
+        derived_names = [n for n in names if n in layout.derived]
+        closure = _derived_closure(layout, derived_names)
+        plans.append(
+            _GroupPlan(
+                name=group_name,
+                record=record,
+                layout=layout,
+                keys=keys,
+                names=names,
+                stored_needed=stored_needed,
+                physical={layout.column(n): layout.stored[n] for n in stored_needed if n not in keys},
+                derived_needed=[n for n in layout.derived if n in closure],
+                compiled=_compile_derived(layout, [n for n in layout.derived if n in closure]),
+            )
+        )
+    return plans
+
+
+def _plans_for(store: FeatureStore, features: Sequence[str]) -> list[_GroupPlan]:
+    token = store._catalog.change_token()
+    key = (str(store.root), store.namespace, tuple(features))
+    if token is not None:
+        with _plans_lock:
+            cached = _plans.get(key)
+        if cached is not None and cached[0] == token:
+            return cached[1]
+
+    plans = _build_plans(store, features)
+    if token is not None:
+        with _plans_lock:
+            if len(_plans) >= _MAX_PLANS:
+                _plans.clear()
+            _plans[key] = (token, plans)
+    return plans
+
+
+def get_online_features(store: FeatureStore, features: Sequence[str], entities: Mapping[str, Any]) -> OnlineFeatures:
+    """Look up the latest values of ``features`` for ``entities``; see ``FeatureStore.get_online_features``."""
+    if not isinstance(entities, Mapping) or not entities:
+        raise DefinitionError(f"entities must be a dict of key name to a list of values, got {entities!r}.")
+    if isinstance(features, str) or not isinstance(features, Sequence):
+        raise DefinitionError(f"features must be a list such as ['user-signals.ctr'], got {features!r}.")
+    plans = _plans_for(store, features)
+    now_us = time.time_ns() // 1000
+    online = online_store(store.root)
+
+    columns: dict[str, pa.Array] = {}
+    entity_columns: dict[str, pa.Array] = {}
+    for plan in plans:
+        layout = plan.layout
+        key_arrays = _request_keys(plan.name, plan.keys, layout, entities)
         rows = len(key_arrays[0])
-        for key, array in zip(keys, key_arrays, strict=True):
+        for key, array in zip(plan.keys, key_arrays, strict=True):
             entity_columns.setdefault(key, array)
 
-        online = online_store(store.root)
-        requests = online.key_values(key_arrays, [layout.stored[k] for k in keys])
-        stored_needed = _stored_needed(layout, names)
-        physical = {layout.column(n): layout.stored[n] for n in stored_needed if n not in keys}
-        events, arrays, found = online.lookup(record.id, _key_dtypes(layout, keys), physical, requests)
+        requests = online.key_values(key_arrays, [layout.stored[k] for k in plan.keys])
+        events, arrays, found = online.lookup(plan.record.id, _key_dtypes(layout, plan.keys), plan.physical, requests)
 
-        values = {n: arrays[layout.column(n)] for n in stored_needed if n not in keys}
-        values.update({k: a for k, a in zip(keys, key_arrays, strict=True) if k in stored_needed})
+        values = {n: arrays[layout.column(n)] for n in plan.stored_needed if n not in plan.keys}
+        values.update({k: a for k, a in zip(plan.keys, key_arrays, strict=True) if k in plan.stored_needed})
         status = [FOUND if f else MISSING for f in found]
-        if record.ttl_us is not None and record.event_time:
+        ttl_us = plan.record.ttl_us
+        if ttl_us is not None and plan.record.event_time:
             for i, event in enumerate(events):
-                if event is not None and event < now_us - record.ttl_us:
+                if event is not None and event < now_us - ttl_us:
                     status[i] = EXPIRED
+        values.update(_derived_values(store.root, plan, values, rows))
 
-        derived_names = [n for n in names if n in layout.derived]
-        derived_needed = [n for n in layout.derived if n in _derived_closure(layout, derived_names)]
-        values.update(_compute_derived(store.root, layout, values, derived_needed, rows))
-
-        expired = pa.array([s == EXPIRED for s in status])
-        for name in names:
+        expired = pa.array([s == EXPIRED for s in status]) if ttl_us is not None else None
+        for name in plan.names:
             array = values[name]
-            if record.ttl_us is not None:
+            if expired is not None:
                 array = pc.if_else(expired, pa.scalar(None, array.type), array)
-            output = name if len(by_group) == 1 or name not in columns else f"{group_name}__{name}"
+            output = name if len(plans) == 1 or name not in columns else f"{plan.name}__{name}"
             columns[output] = array
-        columns["status" if len(by_group) == 1 else f"status__{group_name}"] = pa.array(status, pa.string())
+        columns["status" if len(plans) == 1 else f"status__{plan.name}"] = pa.array(status, pa.string())
 
     table = pa.table({**{k: v for k, v in entity_columns.items() if k not in columns}, **columns})
     return OnlineFeatures(table, versions={})

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,9 @@ from raise_jupyter.engine import tables
 from raise_jupyter.errors import StoreError
 
 logger = logging.getLogger(__name__)
+
+# Read-only connections that watch for catalog changes, one per thread and catalog.
+_watchers = threading.local()
 
 # Newest migration; a test checks that it matches the head of the migration scripts.
 CATALOG_REVISION = "0005"
@@ -198,6 +203,23 @@ class Catalog:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def change_token(self) -> int | None:
+        """Return a number that changes whenever any connection commits to the catalog.
+
+        SQLite's ``data_version`` of a connection that never writes does that in microseconds,
+        so callers can cache definitions. Other databases return None: do not cache.
+        """
+        if not self.is_sqlite:
+            return None
+        connections = getattr(_watchers, "connections", None)
+        if connections is None:
+            connections = _watchers.connections = {}
+        watcher = connections.get(self.url)
+        if watcher is None:
+            path = self.engine.url.database
+            watcher = connections[self.url] = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        return watcher.execute("PRAGMA data_version").fetchone()[0]
 
     # -- feature groups ---------------------------------------------------------------------
 

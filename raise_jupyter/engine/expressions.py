@@ -149,6 +149,17 @@ def _serialize(text: str, *, what: str) -> dict[str, Any]:
     return tree
 
 
+@functools.lru_cache(maxsize=1024)
+def _expression_tree_json(text: str) -> str:
+    tree = _serialize(text, what="expression")
+    return json.dumps(_single_expression(tree, text, what="expression"))
+
+
+def expression_tree(text: str) -> dict[str, Any]:
+    """Return DuckDB's parse tree of a validated expression (a fresh copy each call)."""
+    return json.loads(_expression_tree_json(text))
+
+
 def _single_expression(tree: dict[str, Any], text: str, *, what: str) -> dict[str, Any]:
     statements = tree.get("statements", [])
     problem = None
