@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,7 +26,7 @@ from raise_jupyter.engine.catalog import GroupRecord
 from raise_jupyter.engine.duck import connection, quote
 from raise_jupyter.engine.online import EVENT_COLUMN, SEQ_COLUMN, SQLiteOnlineStore
 from raise_jupyter.config import setting
-from raise_jupyter.errors import DefinitionError, IngestError, RaiseWarning, StoreError
+from raise_jupyter.errors import DefinitionError, IngestError, QueryError, RaiseWarning, StoreError
 from raise_jupyter.results import QueryResult
 
 if TYPE_CHECKING:
@@ -158,6 +159,8 @@ def _request_keys(group_name: str, keys: list[str], layout: reader.GroupLayout, 
                 f"entities={{{key!r}: [...]}}. Given: {', '.join(entities) or '(none)'}."
             )
         values = entities[key]
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            raise DefinitionError(f"entities[{key!r}] must be a list of key values, got {values!r}.")
         try:
             array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(list(values))
             converted = conform.convert_column(key, pa.chunked_array([array]) if isinstance(array, pa.Array) else array, layout.stored[key])
@@ -213,9 +216,10 @@ def _compute_derived(root: Any, layout: reader.GroupLayout, values: dict[str, pa
     if not names or rows == 0:
         return {n: pa.nulls(rows, layout.dtype(n).arrow_type) for n in names}
     needed = [n for n in layout.stored if n in values]
-    parameters = []
-    items = []
-    for i, name in enumerate(needed):
+    # A row-number column gives the query one row per entity even when no column is needed.
+    parameters: list[Any] = [list(range(rows))]
+    items = ["unnest($1::BIGINT[]) AS __raise_i"]
+    for i, name in enumerate(needed, start=1):
         dtype = layout.stored[name]
         if dtype.name in ("float32", "float64"):
             # DuckDB turns NaN inside a list parameter into NULL, so floats travel as text.
@@ -224,17 +228,22 @@ def _compute_derived(root: Any, layout: reader.GroupLayout, values: dict[str, pa
         else:
             parameters.append(values[name].to_pylist())
             items.append(f"unnest(${i + 1}::{dtype.sql_type}[]) AS {quote(name)}")
-    inner = ", ".join(items) or "1 AS _raise_one"
-    sql = f"SELECT {inner}"
-    for level in layout.levels:
+    sql = f"SELECT {', '.join(items)}"
+    for full_level in layout.levels:
+        level = [n for n in full_level if n in names]
+        if not level:
+            continue
         derived = ", ".join(
             f"CAST((\n{layout.derived[n][0]}\n) AS {layout.derived[n][1].sql_type}) AS {quote(n)}" for n in level
         )
         sql = f"SELECT *, {derived} FROM ({sql}) AS t"
     sql = f"SELECT {', '.join(quote(n) for n in names)} FROM ({sql}) AS t"
+    sql += " ORDER BY __raise_i"
     cursor = connection(root).cursor()
     try:
         table = cursor.execute(sql, parameters).to_arrow_table()
+    except duckdb.Error as error:
+        raise QueryError(f"Computing derived features {names} failed: {str(error).strip()}") from None
     finally:
         cursor.close()
     return {n: table.column(n).combine_chunks().cast(layout.dtype(n).arrow_type) for n in names}
@@ -311,7 +320,9 @@ def _plans_for(store: FeatureStore, features: Sequence[str]) -> list[_GroupPlan]
     return plans
 
 
-def get_online_features(store: FeatureStore, features: Sequence[str], entities: Mapping[str, Any]) -> OnlineFeatures:
+def get_online_features(
+    store: FeatureStore, features: Sequence[str], entities: Mapping[str, Any], *, full_names: bool = False
+) -> OnlineFeatures:
     """Look up the latest values of ``features`` for ``entities``; see ``FeatureStore.get_online_features``."""
     if not isinstance(entities, Mapping) or not entities:
         raise DefinitionError(f"entities must be a dict of key name to a list of values, got {entities!r}.")
@@ -327,6 +338,8 @@ def get_online_features(store: FeatureStore, features: Sequence[str], entities: 
         layout = plan.layout
         key_arrays = _request_keys(plan.name, plan.keys, layout, entities)
         rows = len(key_arrays[0])
+        if entity_columns and rows != len(next(iter(entity_columns.values()))):
+            raise DefinitionError(f"The key lists in entities have different lengths; each needs {rows} values.")
         for key, array in zip(plan.keys, key_arrays, strict=True):
             entity_columns.setdefault(key, array)
 
@@ -343,16 +356,22 @@ def get_online_features(store: FeatureStore, features: Sequence[str], entities: 
                     status[i] = EXPIRED
         values.update(_derived_values(store.root, plan, values, rows))
 
-        expired = pa.array([s == EXPIRED for s in status]) if ttl_us is not None else None
+        # Rows that are missing or expired get no values, derived ones included.
+        hidden = pa.array([s != FOUND for s in status])
         for name in plan.names:
-            array = values[name]
-            if expired is not None:
-                array = pc.if_else(expired, pa.scalar(None, array.type), array)
-            output = name if len(plans) == 1 or name not in columns else f"{plan.name}__{name}"
-            columns[output] = array
-        columns["status" if len(plans) == 1 else f"status__{plan.name}"] = pa.array(status, pa.string())
+            output = f"{plan.name}__{name}" if full_names else name
+            if output in columns or output in entity_columns:
+                raise DefinitionError(
+                    f"Column {output!r} would appear twice in the result (a feature of {plan.name!r} "
+                    "named like another feature or a key); pass full_names=True."
+                )
+            columns[output] = pc.if_else(hidden, pa.scalar(None, values[name].type), values[name])
+        status_name = "status" if len(plans) == 1 else f"status__{plan.name}"
+        if status_name in columns or status_name in entity_columns:
+            status_name = f"_{status_name}"
+        columns[status_name] = pa.array(status, pa.string())
 
-    table = pa.table({**{k: v for k, v in entity_columns.items() if k not in columns}, **columns})
+    table = pa.table({**entity_columns, **columns})
     return OnlineFeatures(table, versions={})
 
 

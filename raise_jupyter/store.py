@@ -323,7 +323,9 @@ class FeatureStore:
 
     # -- online serving ---------------------------------------------------------------------
 
-    def get_online_features(self, features: Sequence[str], entities: Mapping[str, Any]) -> OnlineFeatures:
+    def get_online_features(
+        self, features: Sequence[str], entities: Mapping[str, Any], *, full_names: bool = False
+    ) -> OnlineFeatures:
         """Look up the latest values of features for the given entity keys.
 
         Parameters
@@ -333,19 +335,22 @@ class FeatureStore:
         entities
             Key name to a list of values, one per requested row, such as ``{"user_id": [7, 0]}``.
             Values are converted to the key's dtype without loss (``1.0`` matches an int key).
+        full_names
+            Name feature columns ``group__feature``; needed when two groups share a feature name.
 
         Returns
         -------
         OnlineFeatures
             One row per requested entity, in request order: the keys, the features (nulls for
-            unknown or expired keys) and a ``status`` of ``found``, ``missing`` or ``expired``.
+            unknown or expired keys) and a ``status`` of ``found``, ``missing`` or ``expired``
+            (``status__<group>`` for several groups; ``_status`` if a feature is named status).
             Derived features are computed at lookup.
 
         Examples
         --------
         >>> fs.get_online_features(["user-signals.ctr"], entities={"user_id": [1, 2]}).to_pandas()  # doctest: +SKIP
         """
-        return get_online_features(self, features, entities)
+        return get_online_features(self, features, entities, full_names=full_names)
 
     # -- SQL --------------------------------------------------------------------------------
 

@@ -203,3 +203,38 @@ def test_online_sqlite_and_redis_agree(tmp_path, redis_url: str, monkeypatch: py
     assert results[0][2]["price"] == "NaN"
     assert [row["status"] for row in results[0]] == ["found", "found", "found", "missing", "missing"]
     assert results[0][0]["price"] == 2.5
+
+
+def test_online_list_element_types(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("lists", keys="id", online=True)
+    group.create_features_from_schema({"id": "int64", "times": "list<timestamp>", "days": "list<date>", "blobs": "list<bytes>", "z": "float64"})
+    group.ingest({"id": [1], "times": [[dt.datetime(2024, 1, 1), None]], "days": [[dt.date(2024, 1, 2)]], "blobs": [[b"\x00\x01"]], "z": [float("nan")]})
+
+    row = fs.get_online_features(["lists.times", "lists.days", "lists.blobs", "lists.z"], entities={"id": [1]}).to_arrow().to_pylist()[0]
+
+    assert row["times"] == [dt.datetime(2024, 1, 1, tzinfo=UTC), None]
+    assert row["days"] == [dt.date(2024, 1, 2)]
+    assert row["blobs"] == [b"\x00\x01"]
+    assert str(row["z"]) == "nan"
+
+
+def test_online_missing_rows_have_no_derived_values(fs: FeatureStore, group) -> None:
+    group.create_feature("clicks_or_zero", dtype="int64", derived_from="coalesce(clicks, 0)")
+    group.create_feature("shout", dtype="string", derived_from="upper(CAST(clicks AS VARCHAR))")
+    group.ingest({"user_id": [1], "ts": ["2024-01-01"], "clicks": [4], "impressions": [8]})
+
+    result = _lookup(fs, ["user-signals.clicks_or_zero", "user-signals.shout"], [1, 999, 998])
+
+    assert result["clicks_or_zero"] == [4, None, None]
+    assert result["shout"] == ["4", None, None]
+
+
+def test_online_feature_named_status(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("orders", keys="order_id", online=True)
+    group.create_features_from_schema({"order_id": "int64", "status": "string"})
+    group.ingest({"order_id": [1], "status": ["shipped"]})
+
+    result = fs.get_online_features(["orders.status"], entities={"order_id": [1, 2]}).to_arrow().to_pydict()
+
+    assert result["status"] == ["shipped", None]
+    assert result["_status"] == ["found", "missing"]

@@ -8,7 +8,9 @@ arrive in. Derived features are not stored: lookups compute them from the stored
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from raise_jupyter.dtypes import DType
 from raise_jupyter.engine.duck import quote
@@ -24,6 +27,7 @@ from raise_jupyter.engine.duck import quote
 BUSY_TIMEOUT_MS = 60_000
 EVENT_COLUMN = "__event_us"
 _NAN_TEXT = "NaN"
+_NEGATIVE_ZERO_TEXT = "negative zero"  # not numeric text, which REAL affinity would convert
 SEQ_COLUMN = "__seq"
 
 _local = threading.local()
@@ -48,15 +52,56 @@ def _to_sqlite(values: pa.ChunkedArray | pa.Array, dtype: DType) -> list[Any]:
     if dtype.name == "date":
         return values.cast(pa.int32()).to_pylist()
     if dtype.name in ("float32", "float64"):
-        # SQLite stores NaN as NULL, so NaN is kept as the text 'NaN' in the REAL column.
-        return [_NAN_TEXT if v is not None and v != v else v for v in values.to_pylist()]
+        # SQLite stores NaN as NULL and -0.0 as 0.0, so both are kept as text in the REAL column.
+        return [_float_text(v) for v in values.to_pylist()]
     if dtype.kind == "vector":
         assert dtype.element is not None
         element = np.dtype(dtype.element.arrow_type.to_pandas_dtype())
         return [None if v is None else np.asarray(v, dtype=element).tobytes() for v in values.to_pylist()]
     if dtype.kind == "list":
-        return [None if v is None else json.dumps(v, default=str) for v in values.to_pylist()]
+        return _lists_to_json(values, dtype)
     return values.to_pylist()
+
+
+def _float_text(value: float | None) -> float | str | None:
+    if value is None:
+        return None
+    if value != value:
+        return _NAN_TEXT
+    if value == 0 and math.copysign(1.0, value) < 0:
+        return _NEGATIVE_ZERO_TEXT
+    return value
+
+
+def _lists_to_json(values: pa.ChunkedArray | pa.Array, dtype: DType) -> list[str | None]:
+    """Encode list values as JSON arrays of their elements' stored forms."""
+    assert dtype.element is not None
+    array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    elements = _to_sqlite(array.flatten(), dtype.element)
+    if dtype.element.name == "bytes":
+        elements = [None if e is None else base64.b64encode(e).decode("ascii") for e in elements]
+    encoded: list[str | None] = []
+    position = 0
+    for length in pc.list_value_length(array).to_pylist():
+        if length is None:
+            encoded.append(None)
+            continue
+        encoded.append(json.dumps(elements[position : position + length]))
+        position += length
+    return encoded
+
+
+def _lists_from_json(values: list[Any], dtype: DType) -> pa.Array:
+    assert dtype.element is not None
+    lists = [None if v is None else json.loads(v) for v in values]
+    flat = [e for items in lists if items is not None for e in items]
+    if dtype.element.name == "bytes":
+        flat = [None if e is None else base64.b64decode(e) for e in flat]
+    elements = _from_sqlite(flat, dtype.element)
+    lengths = [0 if items is None else len(items) for items in lists]
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    mask = pa.array([items is None for items in lists])
+    return pa.ListArray.from_arrays(offsets, elements, mask=mask).cast(dtype.arrow_type)
 
 
 def _from_sqlite(values: list[Any], dtype: DType) -> pa.Array:
@@ -68,14 +113,15 @@ def _from_sqlite(values: list[Any], dtype: DType) -> pa.Array:
     if dtype.name == "bool":
         return pa.array([None if v is None else bool(v) for v in values], pa.bool_())
     if dtype.name in ("float32", "float64"):
-        return pa.array([float("nan") if v == _NAN_TEXT else v for v in values], dtype.arrow_type)
+        special = {_NAN_TEXT: math.nan, _NEGATIVE_ZERO_TEXT: -0.0}
+        return pa.array([special.get(v, v) if isinstance(v, str) else v for v in values], dtype.arrow_type)
     if dtype.kind == "vector":
         assert dtype.element is not None
         element = np.dtype(dtype.element.arrow_type.to_pandas_dtype())
         lists = [None if v is None else np.frombuffer(v, dtype=element).tolist() for v in values]
         return pa.array(lists, dtype.arrow_type)
     if dtype.kind == "list":
-        return pa.array([None if v is None else json.loads(v) for v in values], dtype.arrow_type)
+        return _lists_from_json(values, dtype)
     return pa.array(values, dtype.arrow_type)
 
 

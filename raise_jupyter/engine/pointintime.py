@@ -70,7 +70,9 @@ def _joined_sql(join: GroupJoin) -> str:
         f"SELECT *, epoch_us({event})::HUGEINT * {_SHIFT} + {quote(offline.SEQ_COLUMN)} AS {SORT_COLUMN} "
         f"FROM ({join.stored_sql}) AS t"
     )
-    valid = f"f.{SORT_COLUMN} IS NOT NULL"
+    # DuckDB 1.5.5's ASOF LEFT JOIN can match a NULL spine time once the spine has 64 rows or
+    # more, so rows without a time are excluded here explicitly.
+    valid = f"f.{SORT_COLUMN} IS NOT NULL AND s.{SPINE_TIME_COLUMN} IS NOT NULL"
     if join.ttl_us is not None:
         valid += f" AND f.{event} >= s.{SPINE_TIME_COLUMN} - to_microseconds({join.ttl_us})"
     columns = ", ".join(f"CASE WHEN {valid} THEN f.{quote(c)} END AS {quote(c)}" for c in join.stored)

@@ -23,7 +23,7 @@ from raise_jupyter.dtypes import DType
 Row = Mapping[str, Any]
 Compiled = Callable[[Row], Any]
 
-_INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT"}
+_INT_TYPES = {"INTEGER", "BIGINT"}
 _EXACT = 2**53
 _SAFE_INT = 2**31
 
@@ -38,7 +38,8 @@ class _Unsupported(Exception):
 
 def column_kind(dtype: DType) -> str | None:
     """Return the evaluator's kind of a column dtype, or None if it cannot be evaluated here."""
-    if dtype.name in ("int8", "int16", "int32", "int64"):
+    # int8 and int16 overflow at their own widths in DuckDB, so they stay in DuckDB.
+    if dtype.name in ("int32", "int64"):
         return "int"
     if dtype.name == "float64":
         return "float"
@@ -140,6 +141,10 @@ def _arithmetic(name: str, left: Compiled, right: Compiled, result: str) -> Comp
     return apply
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _exact(value: Any) -> Any:
     if isinstance(value, int) and abs(value) >= _EXACT:
         raise Fallback
@@ -169,6 +174,8 @@ def _function(node: Mapping[str, Any], kinds: Mapping[str, str]) -> tuple[Compil
 
         def nullif(row: Row) -> Any:
             a, b = left(row), right(row)
+            if _is_nan(a) or _is_nan(b):
+                raise Fallback
             return None if a is not None and b is not None and _exact(a) == _exact(b) else a
 
         return nullif, left_kind
@@ -195,8 +202,8 @@ def _comparison(node: Mapping[str, Any], kinds: Mapping[str, str]) -> tuple[Comp
         a, b = left(row), right(row)
         if a is None or b is None:
             return None
-        if isinstance(a, float) and isinstance(b, float) and (math.isnan(a) or math.isnan(b)):
-            raise Fallback  # DuckDB orders NaN above every number; keep that case in DuckDB
+        if _is_nan(a) or _is_nan(b):
+            raise Fallback  # DuckDB orders NaN above every number and equal to itself
         return operation(_exact(a), _exact(b))
 
     return compare, "bool"

@@ -29,6 +29,9 @@ EXPRESSIONS = [
     ("CAST(a AS DOUBLE) / 3", "float64"),
     ("nullif(x, 2)", "float64"),
     ("a >= 3 AND b <= -2", "bool"),
+    ("x > 0", "bool"),
+    ("a / b > 0", "bool"),
+    ("nullif(x, x)", "float64"),
 ]
 
 
@@ -39,7 +42,7 @@ def _random_row(rng: random.Random) -> dict[str, object]:
     return {
         "a": maybe(rng.choice([0, 1, -1, 3, rng.randint(-1000, 1000)])),
         "b": maybe(rng.choice([0, 2, -2, rng.randint(-1000, 1000)])),
-        "x": maybe(rng.choice([0.0, -0.0, 0.5, 2.5, -2.5, 1e300, rng.uniform(-100, 100)])),
+        "x": maybe(rng.choice([0.0, -0.0, 0.5, 2.5, -2.5, 1e300, math.nan, rng.uniform(-100, 100)])),
         "y": maybe(rng.choice([0.0, 3.0, -0.5, rng.uniform(-100, 100)])),
         "f": maybe(rng.random() < 0.5),
     }
@@ -87,3 +90,12 @@ def test_rowexpr_declines_unsupported(expression: str) -> None:
     kinds = {**KINDS, "clicks": "int", "shares": "int", "impressions": "int"}
 
     assert rowexpr.compile_expression(expressions.expression_tree(expression), kinds, parse_dtype("float64")) is None
+
+
+def test_rowexpr_declines_narrow_ints() -> None:
+    from raise_jupyter.dtypes import parse_dtype as dtype
+
+    kinds = {"s": rowexpr.column_kind(dtype("int8"))}
+
+    assert kinds["s"] is None
+    assert rowexpr.compile_expression(expressions.expression_tree("CAST(a AS TINYINT)"), KINDS, dtype("int64")) is None
