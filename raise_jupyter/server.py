@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -95,13 +96,26 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def _read_body(request: Request) -> bytes:
+    """Read the body, stopping as soon as it exceeds the limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise DefinitionError(f"The request body has {int(declared):,} bytes; the maximum is {MAX_BODY_BYTES:,}.")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise DefinitionError(f"The request body exceeds the maximum of {MAX_BODY_BYTES:,} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _parse_request(body: bytes) -> tuple[list[str], dict[str, list[Any]]]:
-    if len(body) > MAX_BODY_BYTES:
-        raise DefinitionError(f"The request body has {len(body):,} bytes; the maximum is {MAX_BODY_BYTES:,}.")
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DefinitionError(f"The request body is not valid JSON: {error}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as error:
+        raise DefinitionError(f"The request body is not valid JSON: {type(error).__name__}: {error}.") from None
 
     if not isinstance(payload, dict):
         raise DefinitionError('The request body must be a JSON object with "features" and "entities".')
@@ -119,12 +133,15 @@ def create_app(store: FeatureStore) -> Starlette:
 
     async def online_features(request: Request) -> Response:
         try:
-            features, entities = _parse_request(await request.body())
-            result = store.get_online_features(features, entities)
+            features, entities = _parse_request(await _read_body(request))
+            # The lookup runs in a worker thread so that one large request does not hold up others.
+            result = await run_in_threadpool(store.get_online_features, features, entities)
         except NotFoundError as error:
             return _error(404, str(error))
         except RaiseError as error:
             return _error(400, str(error))
+        except (OverflowError, RecursionError, ValueError) as error:
+            return _error(400, f"Invalid request values: {type(error).__name__}: {error}")
         except Exception as error:  # noqa: BLE001 - the server must answer and keep running
             logger.exception("Online lookup failed for features %r", locals().get("features"))
             return _error(500, f"Internal error: {type(error).__name__}: {error}")

@@ -139,3 +139,20 @@ def test_server_openapi(server: str) -> None:
 
     assert status == 200
     assert "/v1/online-features" in body["paths"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+        (json.dumps({"features": ["user-signals.clicks"], "entities": {"user_id": [10**4000]}}).encode(), "Invalid request values"),
+        (b'{"features": ["user-signals.clicks"], "entities": {"user_id": [1]}, "pad": "' + b"x" * 2_000_000 + b'"}', "the maximum is 1,000,000"),
+    ],
+    ids=["deep-json", "huge-int", "too-large"],
+)
+def test_server_rejects_hostile_bodies(server: str, body: bytes, message: str) -> None:
+    code, response = _request(f"{server}/v1/online-features", body)
+
+    assert code == 400
+    assert message in response["error"]
+    assert _request(f"{server}/health")[0] == 200

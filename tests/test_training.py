@@ -508,3 +508,15 @@ def test_plan_uses_asof_join(fs: FeatureStore, signals, users, monkeypatch: pyte
     assert "ASOF_JOIN" in plans[0]
     assert "NESTED_LOOP" not in plans[0]
     assert "PIECEWISE_MERGE" not in plans[0]
+
+
+@pytest.mark.parametrize("rows", [1, 100])
+def test_null_spine_time_never_matches(fs: FeatureStore, signals, rows: int) -> None:
+    """DuckDB's ASOF join matched NULL spine times once a spine had 64 rows or more."""
+    signals.ingest({"user_id": [1], "ts": [at(10)], "clicks": [5], "impressions": [10]})
+    spine = pa.table({"user_id": pa.array([1] * rows, pa.int64()), "ts": pa.array([None] * rows, pa.timestamp("us"))})
+
+    result = fs.get_training_data(spine, ["user-signals.clicks", "user-signals.ctr"])
+
+    assert values(result, "clicks") == [None] * rows
+    assert values(result, "ctr") == [None] * rows
