@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -14,7 +16,8 @@ from raise_jupyter import definitions
 from raise_jupyter.dtypes import parse_dtype
 from raise_jupyter.engine import conform, expressions, pointintime, reader, sources
 from raise_jupyter.engine.duck import connection
-from raise_jupyter.errors import DefinitionError, IngestError, NotFoundError, QueryError
+from raise_jupyter.engine.catalog import FeatureRecord, GroupRecord
+from raise_jupyter.errors import ConflictError, DefinitionError, IngestError, NotFoundError, QueryError
 from raise_jupyter.results import QueryResult
 
 if TYPE_CHECKING:
@@ -24,6 +27,44 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _TIMESTAMP = parse_dtype("timestamp")
+
+
+class GroupVersions(dict):  # type: ignore[type-arg]
+    """Table version of each group read, with a fingerprint of each group's definition.
+
+    Passed back as ``as_of=``, it rebuilds the same training set, or raises ConflictError when
+    a group's definition (its features, keys, event time or ttl, or the group itself) changed
+    since, because the old values could then no longer be reproduced.
+    """
+
+    def __init__(self, versions: dict[str, int], fingerprints: dict[str, str]) -> None:
+        super().__init__(versions)
+        self.fingerprints = dict(fingerprints)
+
+
+def _fingerprint(record: GroupRecord, records: list[FeatureRecord]) -> str:
+    definition = {
+        "group": record.id,
+        "keys": list(record.keys or ()),
+        "event_time": record.event_time,
+        "ttl_us": record.ttl_us,
+        "features": sorted(
+            (r.name, r.dtype, r.derived_from, r.column, r.since_version) for r in records
+        ),
+    }
+    return hashlib.sha1(json.dumps(definition, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_fingerprints(as_of: Any, fingerprints: dict[str, str]) -> None:
+    if not isinstance(as_of, GroupVersions):
+        return
+    changed = [name for name, value in fingerprints.items() if as_of.fingerprints.get(name, value) != value]
+    if changed:
+        raise ConflictError(
+            f"The definitions of feature groups {changed} changed after these versions were recorded "
+            "(features, keys, event time, ttl, or the group was created again), so the training set "
+            "cannot be rebuilt exactly. Pass plain version numbers to read the old rows with today's definitions."
+        )
 
 
 class TrainingData(QueryResult):
@@ -38,8 +79,9 @@ class TrainingData(QueryResult):
         Spine column used as each row's point in time (None when every group is a snapshot).
     """
 
-    def __init__(self, table: pa.Table, *, versions: dict[str, int], timestamp_column: str | None) -> None:
-        super().__init__(table, versions=versions)
+    def __init__(self, table: pa.Table, *, versions: GroupVersions, timestamp_column: str | None) -> None:
+        super().__init__(table)
+        self.versions: GroupVersions = versions
         self.timestamp_column = timestamp_column
 
 
@@ -180,10 +222,12 @@ def get_training_data(
     output_types: dict[str, pa.DataType] = {}
     spine_columns: dict[str, Any] = {pointintime.ROW_COLUMN: pa.array(np.arange(table.num_rows, dtype=np.int64))}
     joins = []
-    versions = {}
+    versions: dict[str, int] = {}
+    fingerprints: dict[str, str] = {}
     for index, (group_name, (group, names)) in enumerate(by_group.items()):
         alias = f"g{index}"
         record, records = group._load()
+        fingerprints[group_name] = _fingerprint(record, records)
         keys = group._require_keys("training data")
         layout = definitions.layout_of(record, records)
         spine_columns.update(_spine_keys(table, group, keys, key_map or {}, alias))
@@ -231,6 +275,7 @@ def get_training_data(
             )
         )
 
+    _check_fingerprints(as_of, fingerprints)
     if ts_column is not None:
         try:
             utc = conform.convert_column(ts_column, table.column(ts_column), _TIMESTAMP)
@@ -243,7 +288,7 @@ def get_training_data(
     for name in features_table.column_names[1:]:
         table = table.append_column(pa.field(name, output_types[name]), features_table.column(name).cast(output_types[name]))
     logger.info("Built training data: %d rows, %d features from %s", table.num_rows, len(outputs_seen), list(versions))
-    return TrainingData(table, versions=versions, timestamp_column=ts_column)
+    return TrainingData(table, versions=GroupVersions(versions, fingerprints), timestamp_column=ts_column)
 
 
 def _derived_closure(layout: reader.GroupLayout, names: list[str]) -> set[str]:

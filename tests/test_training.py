@@ -520,3 +520,16 @@ def test_null_spine_time_never_matches(fs: FeatureStore, signals, rows: int) -> 
 
     assert values(result, "clicks") == [None] * rows
     assert values(result, "ctr") == [None] * rows
+
+
+def test_rebuild_refused_after_definition_change(fs: FeatureStore, signals) -> None:
+    from raise_jupyter import ConflictError
+
+    signals.ingest({"user_id": [1], "ts": [at(10)], "clicks": [5], "impressions": [10]})
+    spine = {"user_id": [1], "ts": [at(11)]}
+    first = fs.get_training_data(spine, ["user-signals.ctr"])
+    signals.update_feature("ctr", derived_from="clicks * 3 / NULLIF(impressions, 0)")
+
+    with pytest.raises(ConflictError, match=r"definitions of feature groups \['user-signals'\] changed"):
+        fs.get_training_data(spine, ["user-signals.ctr"], as_of=first.versions)
+    assert values(fs.get_training_data(spine, ["user-signals.ctr"], as_of=dict(first.versions)), "ctr") == [1.5]
