@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -62,8 +63,19 @@ def online_store(root: Any) -> Any:
     if key not in _redis_stores:
         from raise_jupyter.engine.online_redis import RedisOnlineStore
 
-        _redis_stores[key] = RedisOnlineStore(url, str(root))
+        _redis_stores[key] = RedisOnlineStore(url, _store_id(root))
     return _redis_stores[key]
+
+
+def _store_id(root: Any) -> str:
+    """Return the store's permanent id, kept in ``<root>/store-id`` so that moving the root keeps it."""
+    path = root / "store-id"
+    try:
+        with open(path, "x", encoding="ascii") as handle:
+            handle.write(uuid.uuid4().hex)
+    except FileExistsError:
+        pass
+    return path.read_text(encoding="ascii").strip()
 
 
 def _stored_columns(layout: reader.GroupLayout, keys: Sequence[str]) -> dict[str, DType]:

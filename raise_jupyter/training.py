@@ -214,6 +214,9 @@ def get_training_data(
     """Join feature values onto ``spine`` as of each row's timestamp; see ``FeatureStore.get_training_data``."""
     # pandas metadata would turn the UTC timestamps back into the spine's own types in to_pandas().
     table = sources.to_arrow_table(spine).replace_schema_metadata(None)
+    duplicates = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+    if duplicates:
+        raise DefinitionError(f"The spine has duplicate columns {duplicates}; rename them first.")
     by_group = _parse_references(store, features)
     groups = [group for group, _ in by_group.values()]
     ts_column = _timestamp_column(table, groups, timestamp_column)

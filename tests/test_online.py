@@ -132,6 +132,7 @@ def test_online_materialize_existing(fs: FeatureStore) -> None:
     written = group.materialize(end="2024-02-15")
 
     assert written == 1
+    assert group.materialize(end="2024-02-15") == 0
     result = fs.get_online_features(["late.score"], entities={"user_id": [1, 2]}).to_arrow().to_pydict()
     assert result["score"] == [0.2, None]
 

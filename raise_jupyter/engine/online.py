@@ -175,7 +175,7 @@ class SQLiteOnlineStore:
         columns: dict[str, DType],
         data: pa.Table,
     ) -> int:
-        """Write the rows of ``data`` (one per key), replacing only older values; return rows written.
+        """Write the rows of ``data`` (one per key), replacing only older values; return keys written.
 
         ``data`` has the key columns, ``EVENT_COLUMN`` (microseconds or null), ``SEQ_COLUMN``
         and the stored columns, named as in ``keys`` and ``columns``.
@@ -203,12 +203,14 @@ class SQLiteOnlineStore:
         con = self._connection()
         con.execute("BEGIN IMMEDIATE")
         try:
+            before = con.total_changes
             con.executemany(sql, rows)
+            written = con.total_changes - before
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        return len(rows)
+        return written
 
     def lookup(
         self, group_id: int, keys: dict[str, DType], columns: dict[str, DType], requests: Sequence[tuple[Any, ...]]

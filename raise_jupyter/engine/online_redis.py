@@ -10,7 +10,6 @@ replaces a newer one.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -53,12 +52,12 @@ def _decode(value: Any, dtype: DType) -> Any:
 class RedisOnlineStore:
     """Latest values per key in Redis, for the online groups of one store root."""
 
-    def __init__(self, url: str, root_id: str) -> None:
+    def __init__(self, url: str, store_id: str) -> None:
         import redis
 
         self.url = url
         self.client = redis.Redis.from_url(url)
-        self.prefix = f"raise:{hashlib.sha1(root_id.encode()).hexdigest()[:12]}"
+        self.prefix = f"raise:{store_id}"
         self._upsert = self.client.register_script(_UPSERT_SCRIPT)
 
     def _key(self, group_id: int, key: tuple[Any, ...]) -> str:
@@ -84,9 +83,9 @@ class RedisOnlineStore:
             payload = json.dumps({"event": events[i], "values": values}, separators=(",", ":"))
             redis_keys.append(self._key(group_id, key))
             packed.append(f"{event}{seqs[i]:020d}|{payload}")
-        if redis_keys:
-            self._upsert(keys=redis_keys, args=packed)
-        return len(redis_keys)
+        if not redis_keys:
+            return 0
+        return int(self._upsert(keys=redis_keys, args=packed))
 
     def lookup(
         self, group_id: int, keys: dict[str, DType], columns: dict[str, DType], requests: Sequence[tuple[Any, ...]]
