@@ -22,13 +22,13 @@ from raise_jupyter.engine.online import EVENT_COLUMN, SEQ_COLUMN, _from_sqlite, 
 _OFFSET = 2**63
 _NO_EVENT = "0" * 20
 
-# Set each key to its new value unless the stored one sorts higher (is newer).
+# Set each key to its new value when it sorts higher (is newer) than the stored one.
 _UPSERT_SCRIPT = """
 local written = 0
 for i, key in ipairs(KEYS) do
   local new = ARGV[i]
   local old = redis.call('GET', key)
-  if (not old) or string.sub(new, 1, 40) >= string.sub(old, 1, 40) then
+  if (not old) or string.sub(new, 1, 40) > string.sub(old, 1, 40) then
     redis.call('SET', key, new)
     written = written + 1
   end
