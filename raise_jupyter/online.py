@@ -263,7 +263,7 @@ def _compute_derived(root: Any, layout: reader.GroupLayout, values: dict[str, pa
 
 @dataclass
 class _GroupPlan:
-    """What a lookup needs to know of one group, cached until the catalog changes."""
+    """Definition of one group as a lookup needs it, cached until the catalog changes."""
 
     name: str
     record: GroupRecord

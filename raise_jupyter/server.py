@@ -1,8 +1,8 @@
 """The HTTP feature server behind ``raise serve``: online lookups over JSON.
 
 Endpoints: ``POST /v1/online-features``, ``GET /health`` and ``GET /openapi.json``. Bad requests
-get a 4xx response whose ``error`` says what is wrong; an unexpected error is logged and answered
-with 500, and the server keeps running.
+get a 4xx response whose ``error`` field explains the problem. An unexpected error is logged and
+answered with 500, and the server keeps running.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Redis online store: each key's latest stored values as one packed string per key.
 
 Selected with ``online_store: redis://host:port/db`` in ``<root>/config.yaml`` (or
-``$RAISE_ONLINE_STORE``). It answers exactly like the SQLite store. A value is
+``$RAISE_ONLINE_STORE``). Lookups return exactly what the SQLite store returns. A value is
 ``<event><seq>|<json>``: the event time (offset to be non-negative) and the ingest sequence as
 20-digit numbers, so that a Lua script compares them as strings and an older event never
 replaces a newer one.

@@ -215,11 +215,16 @@ def _conjunction(node: Mapping[str, Any], kinds: Mapping[str, str]) -> tuple[Com
         raise _Unsupported
     is_and = node["type"] == "CONJUNCTION_AND"
 
+    # SQL's three-valued logic: a deciding value wins over NULL, and NULL wins over the rest.
+    deciding = not is_and
+
     def combine(row: Row) -> Any:
         values = [child(row) for child, _ in children]
-        if is_and:
-            return False if False in values else (None if None in values else True)
-        return True if True in values else (None if None in values else False)
+        if deciding in values:
+            return deciding
+        if None in values:
+            return None
+        return not deciding
 
     return combine, "bool"
 
