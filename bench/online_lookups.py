@@ -128,7 +128,8 @@ def main() -> None:
     cases = {"1 key": 1, "100 keys": 100}
 
     check = fs.get_online_features(FEATURES, {"user_id": [5]}).to_arrow().to_pylist()[0]
-    assert check["status"] == "found" and check["ctr"] == check["clicks"] / check["impressions"]
+    assert check["status"] == "found"
+    assert check["ctr"] == check["clicks"] / check["impressions"]
 
     results: dict[str, dict[str, tuple[float, float]]] = {}
     process, port = start_server(root)

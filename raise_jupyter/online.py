@@ -240,6 +240,7 @@ def _compute_derived(root: Any, layout: reader.GroupLayout, values: dict[str, pa
         else:
             parameters.append(values[name].to_pylist())
             items.append(f"unnest(${i + 1}::{dtype.sql_type}[]) AS {quote(name)}")
+
     sql = f"SELECT {', '.join(items)}"
     for full_level in layout.levels:
         level = [n for n in full_level if n in names]
@@ -251,6 +252,7 @@ def _compute_derived(root: Any, layout: reader.GroupLayout, values: dict[str, pa
         sql = f"SELECT *, {derived} FROM ({sql}) AS t"
     sql = f"SELECT {', '.join(quote(n) for n in names)} FROM ({sql}) AS t"
     sql += " ORDER BY __raise_i"
+
     cursor = connection(root).cursor()
     try:
         table = cursor.execute(sql, parameters).to_arrow_table()

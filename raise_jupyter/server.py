@@ -2,7 +2,7 @@
 
 Endpoints: ``POST /v1/online-features``, ``GET /health`` and ``GET /openapi.json``. Bad requests
 get a 4xx response whose ``error`` field explains the problem. An unexpected error is logged and
-answered with 500, and the server keeps running.
+gets a 500 response, and the server keeps running.
 """
 
 from __future__ import annotations

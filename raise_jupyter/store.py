@@ -301,7 +301,7 @@ class FeatureStore:
         features
             References ``"group.feature"``, or ``"group.*"`` for all features of a group.
         timestamp_column
-            Spine column with each row's point in time; by default the column named like a
+            Spine column with each row's point in time. By default it is the column named like a
             group's event time, else the spine's only timestamp or date column.
         key_map
             Spine column to group key name, for keys named differently in the spine, such as
@@ -341,9 +341,10 @@ class FeatureStore:
         Returns
         -------
         OnlineFeatures
-            One row per requested entity, in request order: the keys, the features (nulls for
-            unknown or expired keys) and a ``status`` of ``found``, ``missing`` or ``expired``
-            (``status__<group>`` for several groups; ``_status`` if a feature is named status).
+            One row per requested entity, in request order, with the keys, the features (nulls
+            for unknown or expired keys) and a ``status`` of ``found``, ``missing`` or
+            ``expired``. With several groups the status columns are ``status__<group>``, and a
+            feature named ``status`` moves the status column to ``_status``.
             Derived features are computed at lookup.
 
         Examples

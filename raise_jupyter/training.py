@@ -137,7 +137,7 @@ def _timestamp_column(spine: pa.Table, groups: list[FeatureGroup], requested: st
     if len(temporal) == 1:
         return temporal[0]
     raise DefinitionError(
-        "Cannot tell which spine column holds each row's point in time; pass timestamp_column=... "
+        "Cannot find the spine column with each row's point in time; pass timestamp_column=... "
         f"(timestamp or date columns of the spine: {', '.join(temporal) or '(none)'})."
     )
 

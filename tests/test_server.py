@@ -158,7 +158,7 @@ def test_server_rejects_hostile_bodies(server: str, body: bytes, message: str) -
 
 
 def test_server_rejects_large_body_early(server: str) -> None:
-    """The server answers from the Content-Length header, before any of the body arrives."""
+    """The server rejects the request from its Content-Length header, before the body arrives."""
     import http.client
 
     host, port = server.removeprefix("http://").split(":")

@@ -75,7 +75,7 @@ class FeatureRecord:
 
     @property
     def column(self) -> str:
-        """Delta column that holds this stored feature's values."""
+        """Delta column that contains this stored feature's values."""
         return self.column_name or self.name
 
 
@@ -189,7 +189,7 @@ class Catalog:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
-        """Open a connection for reads, which never waits for writers in WAL mode."""
+        """Open a connection for reads; in WAL mode SQLite readers do not wait for writers."""
         with self.engine.connect() as conn:
             conn = conn.execution_options(raise_read_only=True)
             with conn.begin():

@@ -291,7 +291,7 @@ def _convert_list(name: str, column: pa.ChunkedArray, dtype: DType) -> pa.Chunke
 def convert_column(name: str, column: pa.ChunkedArray, dtype: DType, *, rows: pa.Array | None = None) -> pa.ChunkedArray:
     """Return ``column`` in the storage type of ``dtype``; raise IngestError if that loses data.
 
-    ``rows`` gives the row of each value when ``column`` holds a list column's elements.
+    ``rows`` gives the row of each value when ``column`` contains a list column's elements.
     """
     try:
         column = _decode(column)

@@ -217,7 +217,7 @@ class SQLiteOnlineStore:
     ) -> tuple[list[int | None], dict[str, pa.Array], list[bool]]:
         """Return event times, column arrays and found flags for ``requests``, in request order.
 
-        ``requests`` holds one tuple of SQLite key values per requested row.
+        ``requests`` contains one tuple of SQLite key values per requested row.
         """
         table = quote(self.table_name(group_id))
         selected = ", ".join([quote(EVENT_COLUMN), *(quote(c) for c in columns)])

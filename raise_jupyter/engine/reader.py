@@ -38,8 +38,8 @@ class GroupLayout:
     levels
         Derived feature names by dependency level.
     since
-        First table version that holds each stored column's values (see the catalog's
-        ``since_version``); older versions read NULL.
+        First table version that contains each stored column's values (see the catalog's
+        ``since_version``). Older versions read NULL.
     columns
         Delta column of each stored feature whose column is not named after it.
     """

@@ -52,9 +52,9 @@ features = sa.Table(
     # First table version whose column of this name belongs to this feature. Reads of older
     # versions show NULL, because the column may have held a deleted feature's values then.
     sa.Column("since_version", sa.BigInteger, nullable=True),
-    # Column of the Delta table that holds a stored feature's values; NULL means the feature's
-    # name. A feature created again, or with a new dtype, gets a fresh column, because the
-    # table never drops a column that may hold an earlier feature's values.
+    # Column of the Delta table that contains a stored feature's values. NULL means the
+    # feature's name. A feature created again, or with a new dtype, gets a fresh column, because
+    # the table never drops a column that may contain an earlier feature's values.
     sa.Column("column_name", sa.String(160), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

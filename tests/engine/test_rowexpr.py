@@ -1,4 +1,4 @@
-"""The Python evaluator of derived expressions gives DuckDB's answers, or declines."""
+"""The Python evaluator of derived expressions returns DuckDB's results, or declines."""
 
 from __future__ import annotations
 
