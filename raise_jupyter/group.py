@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import numbers
 import os
+import threading
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ import pyarrow as pa
 
 from raise_jupyter import definitions, names
 from raise_jupyter.dtypes import infer_dtype
-from raise_jupyter.engine import conform, expressions, offline, reader, sources
+from raise_jupyter.engine import conform, expressions, offline, reader, sortkey, sources
 from raise_jupyter.engine.catalog import FeatureRecord, GroupRecord
 from raise_jupyter.errors import (
     ConflictError,
@@ -501,7 +502,7 @@ class FeatureGroup:
             record, records = self._load()
             layout = definitions.layout_of(record, records)
         try:
-            version, batch = self._append(conformed, layout, supplied=table.column_names)
+            version, batch = self._append(conformed, layout, supplied=table.column_names, tie_columns=_tie_columns(record))
         except BaseException:
             if inferred:
                 self._unregister_inferred(inferred)
@@ -557,15 +558,22 @@ class FeatureGroup:
                 if record.name in names_to_remove:
                     self._catalog.delete_feature(conn, record.id)
 
-    def _append(self, conformed: pa.Table, layout: reader.GroupLayout, *, supplied: list[str]) -> tuple[int, int]:
-        """Commit ``conformed`` as one batch and return the table version and the batch number."""
+    def _append(
+        self, conformed: pa.Table, layout: reader.GroupLayout, *, supplied: list[str], tie_columns: list[str] | None
+    ) -> tuple[int, int]:
+        """Commit ``conformed`` as one batch and return the table version and the batch number.
+
+        While the Delta write runs, another thread checks whether rows of the batch share keys
+        and event time; the catalog records the answer for training data's sort key.
+        """
         batch = self._catalog.begin_ingest(self._id, conformed.num_rows)
+        check = _TieCheck(conformed, tie_columns)
         try:
             version = self._commit(conformed, layout, batch, supplied)
         except BaseException:
-            self._catalog.finish_ingest(self._id, batch, status="failed", table_version=None)
+            self._catalog.finish_ingest(self._id, batch, status="failed", table_version=None, **check.result())
             raise
-        self._catalog.finish_ingest(self._id, batch, status="committed", table_version=version)
+        self._catalog.finish_ingest(self._id, batch, status="committed", table_version=version, **check.result())
         return version, batch
 
     def _write_online(
@@ -696,10 +704,10 @@ class FeatureGroup:
             )
         return version
 
-    def _files(self, as_of: Any, record: GroupRecord) -> offline.TableFiles:
+    def _files(self, as_of: Any, record: GroupRecord, *, stats: bool = False) -> offline.TableFiles:
         version = self._resolve_version(as_of, record)
         try:
-            files = offline.table_files(self._path, version)
+            files = offline.table_files(self._path, version, stats=stats)
         except (NotFoundError, OverflowError):
             raise NotFoundError(
                 f"Feature group {self.name!r} has no table version {as_of!r}; its versions run from 0 "
@@ -874,3 +882,36 @@ def _storage_type(arrow_type: Any) -> pa.DataType:
         return arrow_type
     return pa.field(arrow_type).type if hasattr(arrow_type, "__arrow_c_schema__") else arrow_type
 
+
+def _tie_columns(record: GroupRecord) -> list[str] | None:
+    """Return the columns a batch's tie check compares: keys and event time, if both exist."""
+    if not record.keys or not record.event_time:
+        return None
+    return [*record.keys, record.event_time]
+
+
+class _TieCheck:
+    """Run ``sortkey.has_ties`` on a batch in a background thread."""
+
+    def __init__(self, table: pa.Table, columns: list[str] | None) -> None:
+        self._columns = columns
+        self._ties: bool | None = None
+        self._thread: threading.Thread | None = None
+        if columns:
+            self._thread = threading.Thread(target=self._run, args=(table,), name="raise-tie-check", daemon=True)
+            self._thread.start()
+
+    def _run(self, table: pa.Table) -> None:
+        try:
+            self._ties = sortkey.has_ties(table, self._columns or [])
+        except Exception as error:  # the check only speeds up reads; an ingest never fails on it
+            logger.warning("Could not check the batch for rows with equal keys and event time: %s", error)
+
+    def result(self) -> dict[str, Any]:
+        """Wait for the check; return the catalog fields (None when it did not run or failed)."""
+        if self._thread is None:
+            return {"ties": None, "tie_columns": None}
+        self._thread.join()
+        if self._ties is None:
+            return {"ties": None, "tie_columns": None}
+        return {"ties": self._ties, "tie_columns": self._columns}

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from raise_jupyter import definitions
 from raise_jupyter.dtypes import parse_dtype
-from raise_jupyter.engine import conform, expressions, pointintime, reader, sources
+from raise_jupyter.engine import conform, expressions, pointintime, reader, sortkey, sources
 from raise_jupyter.engine.duck import connection
 from raise_jupyter.engine.catalog import FeatureRecord, GroupRecord
 from raise_jupyter.errors import ConflictError, DefinitionError, IngestError, NotFoundError, QueryError
@@ -241,7 +241,7 @@ def get_training_data(
             since=layout.since,
             columns=layout.columns,
         )
-        files = group._files(_as_of_for(as_of, group_name), record)
+        files = group._files(_as_of_for(as_of, group_name), record, stats=record.event_time is not None)
         versions[group_name] = files.version
         stored_sql = reader.relation_sql(store.root, sub_layout, files, include_seq=True)
 
@@ -272,6 +272,7 @@ def get_training_data(
                 spine_keys=[f"__raise_{alias}_k{i}" for i in range(len(keys))],
                 event_time=record.event_time,
                 ttl_us=record.ttl_us,
+                compact=_compact_key(group, record, layout, files),
                 derived={n: layout.derived[n] for n in derived_needed},
                 levels=[[n for n in level if n in derived_needed] for level in layout.levels],
                 outputs=outputs,
@@ -287,7 +288,8 @@ def get_training_data(
         spine_columns[pointintime.SPINE_TIME_COLUMN] = utc
         table = table.set_column(table.column_names.index(ts_column), ts_column, utc)
 
-    features_table = _run(store, pa.table(spine_columns), pointintime.training_sql(joins), ts_column is not None)
+    spine_sort = pointintime.spine_sort_sql(joins) if ts_column is not None else ""
+    features_table = _run(store, pa.table(spine_columns), pointintime.training_sql(joins), spine_sort)
     for name in features_table.column_names[1:]:
         table = table.append_column(pa.field(name, output_types[name]), features_table.column(name).cast(output_types[name]))
     logger.info("Built training data: %d rows, %d features from %s", table.num_rows, len(outputs_seen), list(versions))
@@ -308,12 +310,25 @@ def _derived_closure(layout: reader.GroupLayout, names: list[str]) -> set[str]:
     return closure
 
 
-def _run(store: FeatureStore, spine: pa.Table, sql: str, timed: bool) -> pa.Table:
+def _compact_key(
+    group: FeatureGroup, record: GroupRecord, layout: reader.GroupLayout, files: Any
+) -> sortkey.CompactKey | None:
+    """Return the BIGINT sort key of the group's table version, when its batches allow one."""
+    if record.event_time is None or not record.keys:
+        return None
+    with group._catalog.read() as conn:
+        ingests = group._catalog.list_ingests(conn, record.id)
+    return sortkey.compact_key(
+        files, ingests, keys=record.keys, event_time=record.event_time, event_column=layout.column(record.event_time)
+    )
+
+
+def _run(store: FeatureStore, spine: pa.Table, sql: str, spine_sort: str) -> pa.Table:
     cursor = connection(store.root).cursor()
     try:
         cursor.register("spine_input", spine)
         # Copying the spine into a table gives DuckDB its real size for planning.
-        cursor.execute(f"CREATE TEMP TABLE spine AS SELECT *{pointintime.spine_sort_sql() if timed else ''} FROM spine_input")
+        cursor.execute(f"CREATE TEMP TABLE spine AS SELECT *{spine_sort} FROM spine_input")
         return cursor.execute(sql).to_arrow_table()
     except duckdb.IOException as error:
         raise NotFoundError(f"Files of a feature group version are gone, most likely removed by compact(): {error}") from None

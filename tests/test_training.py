@@ -9,7 +9,6 @@ import pyarrow as pa
 import pytest
 
 from raise_jupyter import DefinitionError, FeatureStore, training
-from raise_jupyter.engine import pointintime
 from raise_jupyter.engine.duck import connection
 
 UTC = dt.timezone.utc
@@ -469,13 +468,12 @@ def test_spine_kinds(fs: FeatureStore, signals, kind: str) -> None:
     assert values(result, "clicks") == [2, None, 1]
 
 
-def explain(store: FeatureStore, spine: pa.Table, sql: str, timed: bool) -> str:
+def explain(store: FeatureStore, spine: pa.Table, sql: str, spine_sort: str) -> str:
     """Return DuckDB's physical plan of a training-data query, with the spine set up as ``_run`` does."""
     cursor = connection(store.root).cursor()
     try:
         cursor.register("spine_input", spine)
-        sort = pointintime.spine_sort_sql() if timed else ""
-        cursor.execute(f"CREATE TEMP TABLE spine AS SELECT *{sort} FROM spine_input")
+        cursor.execute(f"CREATE TEMP TABLE spine AS SELECT *{spine_sort} FROM spine_input")
         rows = cursor.execute(f"EXPLAIN {sql}").fetchall()
     finally:
         cursor.close()
@@ -488,9 +486,9 @@ def test_plan_uses_asof_join(fs: FeatureStore, signals, users, monkeypatch: pyte
     plans: list[str] = []
     run = training._run
 
-    def explain_then_run(store: FeatureStore, spine: pa.Table, sql: str, timed: bool) -> pa.Table:
-        plans.append(explain(store, spine, sql, timed))
-        return run(store, spine, sql, timed)
+    def explain_then_run(store: FeatureStore, spine: pa.Table, sql: str, spine_sort: str) -> pa.Table:
+        plans.append(explain(store, spine, sql, spine_sort))
+        return run(store, spine, sql, spine_sort)
 
     monkeypatch.setattr(training, "_run", explain_then_run)
     rows = 10_000

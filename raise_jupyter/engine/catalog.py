@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 _watchers = threading.local()
 
 # Newest migration; a test checks that it matches the head of the migration scripts.
-CATALOG_REVISION = "0005"
+CATALOG_REVISION = "0006"
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -87,6 +87,8 @@ class IngestRecord:
     table_version: int | None
     started_at: dt.datetime
     finished_at: dt.datetime | None
+    ties: bool | None = None
+    tie_columns: tuple[str, ...] | None = None
 
 
 def _group_record(row: Any) -> GroupRecord:
@@ -349,13 +351,28 @@ class Catalog:
             )
         return int(batch)
 
-    def finish_ingest(self, group_id: int, batch: int, *, status: str, table_version: int | None) -> None:
+    def finish_ingest(
+        self,
+        group_id: int,
+        batch: int,
+        *,
+        status: str,
+        table_version: int | None,
+        ties: bool | None = None,
+        tie_columns: list[str] | None = None,
+    ) -> None:
         t = tables.ingests
         with self.write() as conn:
             conn.execute(
                 t.update()
                 .where(t.c.group_id == group_id, t.c.batch == batch)
-                .values(status=status, table_version=table_version, finished_at=utcnow())
+                .values(
+                    status=status,
+                    table_version=table_version,
+                    finished_at=utcnow(),
+                    ties=ties,
+                    tie_columns=tie_columns,
+                )
             )
 
     def list_ingests(self, conn: sa.Connection, group_id: int) -> list[IngestRecord]:
@@ -369,6 +386,8 @@ class Catalog:
                 table_version=row.table_version,
                 started_at=row.started_at,
                 finished_at=row.finished_at,
+                ties=row.ties,
+                tie_columns=tuple(row.tie_columns) if row.tie_columns is not None else None,
             )
             for row in rows
         ]

@@ -50,6 +50,9 @@ class TableFiles:
     version: int
     paths: list[str]
     columns: dict[str, pa.DataType]
+    # Per-file statistics of the Delta log, flattened ("min.<column>", "max.<column>", ...);
+    # only when asked for, since building them costs time on tables with many files.
+    stats: pa.Table | None = None
 
 
 def seq_values(batch: int, rows: int) -> pa.Array:
@@ -164,16 +167,19 @@ def latest_version(path: Path) -> int:
         return table.version()
 
 
-def table_files(path: Path, version: int | dt.datetime | None = None) -> TableFiles:
-    """Return the files of a version (the latest by default), oldest file first."""
+def table_files(path: Path, version: int | dt.datetime | None = None, *, stats: bool = False) -> TableFiles:
+    """Return the files of a version (the latest by default), oldest file first.
+
+    With ``stats=True`` the result also carries each file's statistics from the Delta log.
+    """
     if version is None:
         with _latest_table(path) as table:
-            return _files_of(table)
-    return _files_of(_load(path, version))
+            return _files_of(table, stats)
+    return _files_of(_load(path, version), stats)
 
 
-def _files_of(table: DeltaTable) -> TableFiles:
-    actions = table.get_add_actions(flatten=False)
+def _files_of(table: DeltaTable, stats: bool) -> TableFiles:
+    actions = table.get_add_actions(flatten=stats)
     actions = pa.table(actions) if not isinstance(actions, pa.Table) else actions
     if actions.num_rows:
         names = actions.column("path").to_pylist()
@@ -184,7 +190,7 @@ def _files_of(table: DeltaTable) -> TableFiles:
     root = Path(table.table_uri.removeprefix("file://"))
     paths = [str(root / name) for name in ordered]
     columns = {f.name: f.type for f in pa.schema(table.schema().to_arrow())}
-    return TableFiles(version=table.version(), paths=paths, columns=columns)
+    return TableFiles(version=table.version(), paths=paths, columns=columns, stats=actions if stats else None)
 
 
 def history(path: Path) -> list[dict[str, object]]:

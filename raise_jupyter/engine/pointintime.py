@@ -4,6 +4,8 @@ For each spine row and group, the join picks the group row with equal keys and t
 (event time, ingest sequence) at or before the spine timestamp. Both are packed into one
 HUGEINT sort key, event time in microseconds times 2**64 plus ``_raise_seq``, so that among rows
 with the same event time the one ingested last wins, without a window over the whole table.
+When no ingest batch has two rows with equal keys and event time, a BIGINT key of event time
+and batch number does the same faster (``sortkey``).
 Groups without an event time are snapshots: the row ingested last per key.
 """
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from raise_jupyter.dtypes import DType
 from raise_jupyter.engine import offline
 from raise_jupyter.engine.duck import quote
+from raise_jupyter.engine.sortkey import CompactKey
 
 ROW_COLUMN = "__raise_row"
 MATCHED_COLUMN = "__raise_matched"
@@ -51,6 +54,12 @@ class GroupJoin:
     derived: dict[str, tuple[str, DType]] = field(default_factory=dict)
     levels: list[list[str]] = field(default_factory=list)
     outputs: list[tuple[str, str]] = field(default_factory=list)
+    compact: CompactKey | None = None
+
+    @property
+    def spine_sort(self) -> str:
+        """Spine column that the ASOF condition compares with this group's sort key."""
+        return f"__raise_{self.alias}_sort" if self.compact is not None else SPINE_SORT_COLUMN
 
 
 def _joined_sql(join: GroupJoin) -> str:
@@ -66,10 +75,11 @@ def _joined_sql(join: GroupJoin) -> str:
         return f"SELECT s.{ROW_COLUMN}, {matched}, {columns} FROM spine AS s LEFT JOIN ({latest}) AS f ON {on}"
 
     event = quote(join.event_time)
-    sortable = (
-        f"SELECT *, epoch_us({event})::HUGEINT * {_SHIFT} + {quote(offline.SEQ_COLUMN)} AS {SORT_COLUMN} "
-        f"FROM ({join.stored_sql}) AS t"
-    )
+    if join.compact is not None:
+        key = join.compact.feature_sql(join.event_time)
+    else:
+        key = f"epoch_us({event})::HUGEINT * {_SHIFT} + {quote(offline.SEQ_COLUMN)}"
+    sortable = f"SELECT *, {key} AS {SORT_COLUMN} FROM ({join.stored_sql}) AS t"
     # DuckDB 1.5.5's ASOF LEFT JOIN can match a NULL spine time once the spine has 64 rows or
     # more, so rows without a time are excluded here explicitly.
     valid = f"f.{SORT_COLUMN} IS NOT NULL AND s.{SPINE_TIME_COLUMN} IS NOT NULL"
@@ -79,7 +89,7 @@ def _joined_sql(join: GroupJoin) -> str:
     return (
         f"SELECT s.{ROW_COLUMN}, coalesce({valid}, false) AS {MATCHED_COLUMN}, {columns} "
         f"FROM spine AS s ASOF LEFT JOIN ({sortable}) AS f "
-        f"ON {on} AND s.{SPINE_SORT_COLUMN} >= f.{SORT_COLUMN}"
+        f"ON {on} AND s.{quote(join.spine_sort)} >= f.{SORT_COLUMN}"
     )
 
 
@@ -99,9 +109,20 @@ def _group_sql(join: GroupJoin) -> str:
     return f"SELECT {ROW_COLUMN}, {outputs} FROM ({sql}) AS t"
 
 
-def spine_sort_sql() -> str:
-    """Return the select item that adds the spine side of the sort key: (timestamp, any sequence)."""
-    return f", epoch_us({SPINE_TIME_COLUMN})::HUGEINT * {_SHIFT} + ({_SHIFT} - 1) AS {SPINE_SORT_COLUMN}"
+def spine_sort_sql(joins: list[GroupJoin]) -> str:
+    """Return the select items that add the spine side of each group's sort key.
+
+    The HUGEINT key (timestamp, any sequence) is shared by the groups that use it; a group with
+    a compact key gets its own column.
+    """
+    items = []
+    timed = [join for join in joins if join.event_time is not None]
+    if any(join.compact is None for join in timed):
+        items.append(f"epoch_us({SPINE_TIME_COLUMN})::HUGEINT * {_SHIFT} + ({_SHIFT} - 1) AS {SPINE_SORT_COLUMN}")
+    for join in timed:
+        if join.compact is not None:
+            items.append(f"{join.compact.spine_sql(SPINE_TIME_COLUMN)} AS {quote(join.spine_sort)}")
+    return "".join(f", {item}" for item in items)
 
 
 def training_sql(joins: list[GroupJoin]) -> str:

@@ -79,5 +79,9 @@ ingests = sa.Table(
     sa.Column("table_version", sa.BigInteger, nullable=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    # Whether two rows of the batch share keys and event time (NULL: not checked), and the
+    # columns checked. Training data uses a faster sort key when no batch has such ties.
+    sa.Column("ties", sa.Boolean, nullable=True),
+    sa.Column("tie_columns", sa.JSON, nullable=True),
     sa.UniqueConstraint("group_id", "batch", name="uq_ingests_group_id_batch"),
 )
