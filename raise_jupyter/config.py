@@ -1,7 +1,8 @@
 """Settings of a store root: ``<root>/config.yaml``, overridden by environment variables.
 
-Keys: ``catalog_url`` (``$RAISE_CATALOG_URL``), a SQLAlchemy URL of the catalog database, and
-``online_store`` (``$RAISE_ONLINE_STORE``), ``sqlite`` (the default) or a ``redis://`` URL.
+Keys: ``catalog_url`` (``$RAISE_CATALOG_URL``), a SQLAlchemy URL of the catalog database;
+``online_store`` (``$RAISE_ONLINE_STORE``), ``sqlite`` (the default) or a ``redis://`` URL; and
+``smtp_url`` (``$RAISE_SMTP_URL``), the mail server that alert e-mails go through.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from raise_jupyter.errors import StoreError
 
-_ENVIRONMENT = {"catalog_url": "RAISE_CATALOG_URL", "online_store": "RAISE_ONLINE_STORE"}
+_ENVIRONMENT = {"catalog_url": "RAISE_CATALOG_URL", "online_store": "RAISE_ONLINE_STORE", "smtp_url": "RAISE_SMTP_URL"}
 
 
 @functools.lru_cache(maxsize=64)

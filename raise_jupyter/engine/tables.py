@@ -85,3 +85,147 @@ ingests = sa.Table(
     sa.Column("tie_columns", sa.JSON, nullable=True),
     sa.UniqueConstraint("group_id", "batch", name="uq_ingests_group_id_batch"),
 )
+
+# -- analytics, alerts, live tables, scheduler and outbox (revision 0007) ------------------------
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("namespace", sa.String(400), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column(
+        "group_id",
+        sa.Integer,
+        sa.ForeignKey("feature_groups.id", ondelete="CASCADE", name="fk_alerts_group_id"),
+        nullable=False,
+    ),
+    # Aggregation.to_spec(), Condition.to_spec() and the list of notify targets, as JSON.
+    sa.Column("analysis", sa.JSON, nullable=False),
+    sa.Column("condition", sa.JSON, nullable=False),
+    sa.Column("notify", sa.JSON, nullable=False),
+    sa.Column("schedule", sa.String(200), nullable=False),
+    sa.Column("on_ingest", sa.Boolean, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    # "ok", "firing" or "no_data"; NULL before the first evaluation.
+    sa.Column("state", sa.String(16), nullable=True),
+    # Metric values of the last evaluation per series, for CHANGED_BY.
+    sa.Column("last_values", sa.JSON, nullable=True),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("namespace", "name", name="uq_alerts_namespace_name"),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "alert_id",
+        sa.Integer,
+        sa.ForeignKey("alerts.id", ondelete="CASCADE", name="fk_alert_events_alert_id"),
+        nullable=False,
+    ),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("previous_state", sa.String(16), nullable=True),
+    sa.Column("values", sa.JSON, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("table_version", sa.BigInteger, nullable=True),
+)
+
+live_tables = sa.Table(
+    "live_tables",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("namespace", sa.String(400), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column(
+        "group_id",
+        sa.Integer,
+        sa.ForeignKey("feature_groups.id", ondelete="CASCADE", name="fk_live_tables_group_id"),
+        nullable=False,
+    ),
+    sa.Column("analysis", sa.JSON, nullable=False),
+    sa.Column("refresh", sa.String(200), nullable=False),
+    # Parquet file of the current result, relative to the store root; NULL before the first
+    # refresh. A refresh writes a new file, then points this column at it in one transaction.
+    sa.Column("current_path", sa.String(600), nullable=True),
+    sa.Column("rows", sa.BigInteger, nullable=True),
+    sa.Column("table_version", sa.BigInteger, nullable=True),
+    sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("namespace", "name", name="uq_live_tables_namespace_name"),
+)
+
+live_refreshes = sa.Table(
+    "live_refreshes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "live_table_id",
+        sa.Integer,
+        sa.ForeignKey("live_tables.id", ondelete="CASCADE", name="fk_live_refreshes_live_table_id"),
+        nullable=False,
+    ),
+    # The scheduled time this refresh ran for; NULL for a refresh started by hand.
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    # "running", "succeeded" or "failed".
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=True),
+    sa.Column("path", sa.String(600), nullable=True),
+    sa.Column("table_version", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("worker", sa.String(200), nullable=True),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # What runs: "alert" or "live_table", and the id of that alert or live table.
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("target_id", sa.Integer, nullable=False),
+    # "hourly", "daily", "every 30s" or a five-field cron string.
+    sa.Column("schedule", sa.String(200), nullable=False),
+    sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    # A worker that claims a due task holds this lease and renews it while it runs; once the
+    # lease has expired (its worker died), another worker may claim the task.
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_due_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_finished_at", sa.DateTime(timezone=True), nullable=True),
+    # "succeeded" or "failed".
+    sa.Column("last_status", sa.String(16), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("runs", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("failures", sa.BigInteger, nullable=False, server_default="0"),
+    sa.UniqueConstraint("kind", "target_id", name="uq_tasks_kind_target_id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # "email", "webhook" or "log", and the address, URL or "log".
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("target", sa.String(1000), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    # Extra fields of the message, such as the alert name and state, as JSON.
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    # A sender claims a message with a lease, so that two processes never send it both.
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+)
