@@ -25,9 +25,10 @@ from raise_jupyter.errors import (
     RaiseWarning,
     StoreError,
 )
+from raise_jupyter.analysis import Aggregation, Distribution
 from raise_jupyter.feature import Feature
 from raise_jupyter.group import FeatureGroup
-from raise_jupyter.results import IngestResult, QueryResult
+from raise_jupyter.results import AnalysisResult, IngestResult, QueryResult
 from raise_jupyter.online import OnlineFeatures
 from raise_jupyter.store import FeatureStore
 from raise_jupyter.training import TrainingData
@@ -37,8 +38,11 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "Aggregation",
+    "AnalysisResult",
     "ConflictError",
     "DefinitionError",
+    "Distribution",
     "Feature",
     "FeatureGroup",
     "FeatureStore",

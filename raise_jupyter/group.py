@@ -43,6 +43,8 @@ from raise_jupyter.feature import (
 from raise_jupyter.results import IngestResult
 
 if TYPE_CHECKING:
+    from raise_jupyter.analysis import Aggregation, Distribution
+    from raise_jupyter.results import AnalysisResult
     import pandas
     import polars
 
@@ -833,6 +835,33 @@ class FeatureGroup:
         sql, _, version = self._select_sql((), None, as_of)
         counted = self._read(f"SELECT count(*) AS n FROM ({sql}) AS t", None, version)
         return int(counted.column("n")[0].as_py())
+
+    # -- analytics --------------------------------------------------------------------------
+
+    def analyze(self, analysis: Aggregation | Distribution, *, as_of: int | str | dt.datetime | None = None) -> AnalysisResult:
+        """Compute an Aggregation or a Distribution of one feature over the group's rows.
+
+        Parameters
+        ----------
+        analysis
+            What to compute; see ``Aggregation`` and ``Distribution``.
+        as_of
+            A table version, datetime or ISO 8601 string to analyze an earlier state.
+
+        Returns
+        -------
+        AnalysisResult
+            A table with ``to_pandas()``, the values by metric name (``result["avg"]``) and a
+            rich display in notebooks.
+
+        Examples
+        --------
+        >>> group.analyze(Aggregation(feature="ctr", metrics=["avg", "p50", "p99", "null_rate"]))  # doctest: +SKIP
+        >>> group.analyze(Distribution(feature="clicks", bins=50))  # doctest: +SKIP
+        """
+        from raise_jupyter import analytics
+
+        return analytics.analyze(self, analysis, as_of=as_of)
 
     def history(self) -> pandas.DataFrame:
         """Return the table's versions, newest first.
