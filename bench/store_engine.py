@@ -264,7 +264,8 @@ def _render_ingest(ingest: Timings, rows: int) -> list[str]:
         "- raise: `group.ingest(table)` into a new group (features declared, one derived feature). "
         "It checks and conforms the data, adds `_raise_seq`, records the batch in the SQLite catalog, "
         f"appends with {_describe_writer(RAISE_WRITER_PROPERTIES)}, and finds the commit's version in "
-        "the Delta log.",
+        "the Delta log. While the append runs, a second thread checks whether two rows share "
+        "`tailnum` and `time_hour` (the group's key and event time), and the catalog records the answer.",
         '- baseline: `write_deltalake(path, table, mode="append")` with default writer settings '
         "(Snappy) into an empty Delta table created beforehand. The table carries the same columns, "
         "including an int64 `_raise_seq` that is computed before timing.",
