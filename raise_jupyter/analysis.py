@@ -59,16 +59,16 @@ def check_metric(metric: object) -> str:
     raise DefinitionError(f"Unknown metric {metric!r}. Valid metrics: {VALID_METRICS_TEXT}.")
 
 
-def _names(value: str | Sequence[str] | None, *, what: str) -> tuple[str, ...]:
+def _names(value: str | Sequence[str] | None, *, what: str, noun: str = "column name") -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         value = [value]
     names = tuple(value)
     if not all(isinstance(name, str) and name for name in names):
-        raise DefinitionError(f"{what} must be a column name or a list of them, got {value!r}.")
+        raise DefinitionError(f"{what} must be a {noun} or a list of them, got {value!r}.")
     if len(set(names)) != len(names):
-        raise DefinitionError(f"{what} lists a column twice: {list(names)!r}.")
+        raise DefinitionError(f"{what} lists a name twice: {list(names)!r}.")
     return names
 
 
@@ -118,7 +118,7 @@ class Aggregation:
         group_by: str | Sequence[str] | None = None,
         where: str | None = None,
     ) -> None:
-        names = _names(metrics, what="metrics")
+        names = _names(metrics, what="metrics", noun="metric name")
         if not names:
             raise DefinitionError(f"metrics is empty; pass at least one of: {VALID_METRICS_TEXT}.")
         if where is not None and (not isinstance(where, str) or not where.strip()):
