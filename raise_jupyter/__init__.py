@@ -26,9 +26,11 @@ from raise_jupyter.errors import (
     StoreError,
 )
 from raise_jupyter.analysis import Aggregation, Distribution
+from raise_jupyter.conditions import Condition
 from raise_jupyter.feature import Feature
 from raise_jupyter.group import FeatureGroup
 from raise_jupyter.results import AnalysisResult, IngestResult, QueryResult
+from raise_jupyter.schedule import Schedule
 from raise_jupyter.online import OnlineFeatures
 from raise_jupyter.store import FeatureStore
 from raise_jupyter.training import TrainingData
@@ -40,6 +42,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "Aggregation",
     "AnalysisResult",
+    "Condition",
     "ConflictError",
     "DefinitionError",
     "Distribution",
@@ -54,6 +57,7 @@ __all__ = [
     "QueryResult",
     "RaiseError",
     "RaiseWarning",
+    "Schedule",
     "StoreError",
     "TrainingData",
     "__version__",

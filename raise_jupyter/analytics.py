@@ -71,6 +71,11 @@ def analyze(group: FeatureGroup, analysis: Analysis, *, as_of: Any = None) -> An
     return AnalysisResult(table, analysis=analysis, group=group.name, version=plan.version)
 
 
+def check(group: FeatureGroup, analysis: Analysis) -> None:
+    """Raise if ``analysis`` cannot run on ``group`` (unknown feature, metric or column)."""
+    _plan(group, check_analysis(analysis), None)
+
+
 def resolve_feature(group_name: str, feature: str) -> str:
     """Return the feature name of ``feature``, which may be written ``"group.feature"``."""
     prefix, dot, rest = feature.partition(".")

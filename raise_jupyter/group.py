@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+import sqlalchemy as sa
 
 from raise_jupyter import definitions, names
 from raise_jupyter.dtypes import infer_dtype
-from raise_jupyter.engine import conform, expressions, offline, reader, sortkey, sources
+from raise_jupyter.engine import conform, expressions, offline, reader, sortkey, sources, tables
 from raise_jupyter.engine.catalog import FeatureRecord, GroupRecord
 from raise_jupyter.errors import (
     ConflictError,
@@ -44,6 +45,7 @@ from raise_jupyter.results import IngestResult
 
 if TYPE_CHECKING:
     from raise_jupyter.analysis import Aggregation, Distribution
+    from raise_jupyter.live import LiveTable
     from raise_jupyter.results import AnalysisResult
     import pandas
     import polars
@@ -512,7 +514,20 @@ class FeatureGroup:
         if record.online:
             self._write_online(record, layout, conformed, batch, version)
         logger.info("Ingested %d rows into %s (version %d)", table.num_rows, self.name, version)
+        self._evaluate_alerts()
         return IngestResult(self.name, table.num_rows, version, [f.name for f in inferred])
+
+    def _evaluate_alerts(self) -> None:
+        """Evaluate the on-ingest alerts of this group, if it has any (errors are only logged)."""
+        alerts = tables.alerts
+        with self._catalog.read() as conn:
+            has_alerts = conn.execute(
+                sa.select(alerts.c.id).where(alerts.c.group_id == self._id, alerts.c.on_ingest).limit(1)
+            ).first()
+        if has_alerts is not None:
+            from raise_jupyter.alerts import evaluate_after_ingest
+
+            evaluate_after_ingest(self._store, self._id)
 
     def _infer_features(self, table: pa.Table, record: GroupRecord, records: list[FeatureRecord]) -> list[FeatureRecord]:
         existing = {r.name for r in records}
@@ -773,6 +788,11 @@ class FeatureGroup:
                 )
         return selected
 
+    def _layout_names(self) -> list[str]:
+        """Return the names of the group's stored and derived features."""
+        record, records = self._load()
+        return definitions.layout_of(record, records).names
+
     def _view_sql(self) -> tuple[str, int]:
         sql, _, version = self._select_sql(None, None, None)
         return sql, version
@@ -862,6 +882,37 @@ class FeatureGroup:
         from raise_jupyter import analytics
 
         return analytics.analyze(self, analysis, as_of=as_of)
+
+    def create_live_table(
+        self, name: str, analysis: Aggregation | Distribution, refresh: Any = "hourly", *, replace: bool = False
+    ) -> LiveTable:
+        """Store an analysis result as a table that is recomputed on a schedule.
+
+        The table is computed once now; after that a running ``raise worker`` or
+        ``fs.start_scheduler()`` refreshes it, and ``live.refresh()`` does so at once. Read it
+        with ``live.read()`` or by name in ``fs.sql``. Each refresh replaces the result
+        atomically, so readers never see a partial one.
+
+        Parameters
+        ----------
+        name
+            Table name, unique in the namespace and not the name of a feature group.
+        analysis
+            An ``Aggregation`` or ``Distribution`` of one of this group's features.
+        refresh
+            ``"hourly"``, ``"daily"``, ``"every 10m"``, a five-field cron string or a ``Schedule``.
+        replace
+            Redefine an existing live table of that name.
+
+        Examples
+        --------
+        >>> group.create_live_table("daily_metrics",
+        ...     analysis=Aggregation(feature="clicks", metrics=["sum"], group_by=["date"]),
+        ...     refresh="hourly")  # doctest: +SKIP
+        """
+        from raise_jupyter import live
+
+        return live.create_live_table(self, name, analysis, refresh_schedule=refresh, replace=replace)
 
     def history(self) -> pandas.DataFrame:
         """Return the table's versions, newest first.

@@ -77,6 +77,16 @@ def validate_group_name(value: object) -> str:
     return _validate_segment(value, what="Feature group name", max_length=MAX_GROUP_NAME_LENGTH)
 
 
+def validate_alert_name(value: object) -> str:
+    """Return ``value`` if it is a valid alert name such as ``"ctr-drop"``."""
+    return _validate_segment(value, what="Alert name", max_length=MAX_GROUP_NAME_LENGTH)
+
+
+def validate_live_table_name(value: object) -> str:
+    """Return ``value`` if it is a valid live table name such as ``"daily_metrics"``."""
+    return _validate_segment(value, what="Live table name", max_length=MAX_GROUP_NAME_LENGTH)
+
+
 def validate_feature_name(value: object) -> str:
     """Return ``value`` if it is a valid feature or column name such as ``"clicks"``.
 

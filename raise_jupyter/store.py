@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from pathlib import Path
 import duckdb
 import sqlalchemy as sa
@@ -19,12 +20,16 @@ from raise_jupyter.engine import offline
 from raise_jupyter.engine.catalog import Catalog, GroupRecord
 from raise_jupyter.engine.duck import connection, quote
 from raise_jupyter.engine.expressions import suggest
-from raise_jupyter.errors import DefinitionError, NotFoundError, QueryError, StoreError
+from raise_jupyter.errors import ConflictError, DefinitionError, NotFoundError, QueryError, StoreError
 from raise_jupyter.feature import normalize_tags
 from raise_jupyter.group import FeatureGroup
 from raise_jupyter.results import QueryResult
 from raise_jupyter.online import OnlineFeatures, get_online_features, online_store
 from raise_jupyter.training import TrainingData, get_training_data
+
+if TYPE_CHECKING:
+    from raise_jupyter.alerts import Alert
+    from raise_jupyter.live import LiveTable
 
 __all__ = ["FeatureStore"]
 
@@ -185,6 +190,8 @@ class FeatureStore:
         if existing is None:
             if online and not keys_list:
                 raise DefinitionError(f"Online feature group {name!r} needs keys, such as keys='user_id'.")
+            if any(live.name == name for live in self.list_live_tables()):
+                raise ConflictError(f"{name!r} is a live table of this namespace; give the feature group another name.")
             created = self._insert_group(name, keys_list, event_time, description, tag_map or {}, ttl_us, online)
             if created is not None:
                 logger.info("Created feature group %s/%s", self.namespace, name)
@@ -234,6 +241,21 @@ class FeatureStore:
             offline.delete_table(self.root / relative, self.root / "trash")
             return None
 
+    def _live_views(self, referenced: set[str] | None, lowered: str) -> list[tuple[str, str]]:
+        """Return (name, SELECT) of the live tables that a query names, for ``sql()``."""
+        from raise_jupyter import live
+        from raise_jupyter.engine import tables
+
+        with self._catalog.read() as conn:
+            rows = conn.execute(sa.select(tables.live_tables).where(tables.live_tables.c.namespace == self.namespace)).all()
+        views = []
+        for row in rows:
+            used = row.name in referenced if referenced is not None else row.name in lowered
+            view = live.view_sql(self.root, row) if used else None
+            if view is not None:
+                views.append((row.name, view))
+        return views
+
     def get_feature_group(self, name: str) -> FeatureGroup:
         """Return the feature group ``name``; raise NotFoundError listing the existing ones."""
         names.validate_group_name(name)
@@ -258,6 +280,22 @@ class FeatureStore:
             records = self._catalog.list_groups(conn, self.namespace)
         return [FeatureGroup(self, record) for record in records]
 
+    def _remove_schedules_of_group(self, conn: sa.Connection, group_id: int) -> list[int]:
+        """Remove the scheduled tasks of a group's alerts and live tables; return the live table ids.
+
+        The catalog deletes the alerts and live tables themselves with the group (ON DELETE CASCADE).
+        """
+        from raise_jupyter import scheduler
+        from raise_jupyter.engine import tables
+
+        alert_ids = conn.execute(sa.select(tables.alerts.c.id).where(tables.alerts.c.group_id == group_id)).scalars().all()
+        live_ids = conn.execute(sa.select(tables.live_tables.c.id).where(tables.live_tables.c.group_id == group_id)).scalars().all()
+        for alert_id in alert_ids:
+            scheduler.remove_task(conn, "alert", int(alert_id))
+        for live_id in live_ids:
+            scheduler.remove_task(conn, "live_table", int(live_id))
+        return [int(i) for i in live_ids]
+
     def delete_feature_group(self, name: str, *, missing_ok: bool = False) -> None:
         """Delete a feature group with its definitions and all of its stored data."""
         names.validate_group_name(name)
@@ -267,10 +305,101 @@ class FeatureStore:
                 if missing_ok:
                     return
                 raise NotFoundError(f"Feature group {name!r} does not exist in namespace {self.namespace!r}.")
+            live_ids = self._remove_schedules_of_group(conn, record.id)
             self._catalog.delete_group(conn, record.id)
+        for live_id in live_ids:
+            shutil.rmtree(self.root / "live" / str(live_id), ignore_errors=True)
         offline.delete_table(self.root / record.table_path, self.root / "trash")
         online_store(self.root).drop(record.id)
         logger.info("Deleted feature group %s/%s", self.namespace, name)
+
+    # -- alerts, live tables and the scheduler ------------------------------------------------
+
+    def create_alert(
+        self,
+        name: str,
+        analysis: Any,
+        condition: Any,
+        notify: Sequence[str] | str = ("log",),
+        *,
+        group: str | FeatureGroup | None = None,
+        schedule: Any = "hourly",
+        on_ingest: bool = True,
+        replace: bool = False,
+    ) -> Alert:
+        """Watch an aggregation of a feature and notify when a condition starts or stops holding.
+
+        Parameters
+        ----------
+        name
+            Alert name, unique in the namespace, such as ``"ctr-drift"``.
+        analysis
+            An ``Aggregation``. Its feature is found by name across the namespace's groups, or
+            as ``"group.feature"``; a name found in several groups must be qualified.
+        condition
+            A ``Condition`` such as ``Condition.LESS_THAN(0.01)``; the alert fires while any
+            metric value (per group with ``group_by``) meets it.
+        notify
+            E-mail addresses, http(s) webhook URLs (Slack-compatible JSON) and ``"log"``.
+            Notifications are sent when the alert starts firing and when it stops, through a
+            persistent outbox that retries until delivery. E-mails need ``smtp_url`` in the
+            store's config.yaml or ``RAISE_SMTP_URL``.
+        group
+            The feature group, when the feature name alone is ambiguous.
+        schedule
+            ``"hourly"``, ``"daily"``, ``"every 10m"``, a five-field cron string or a
+            ``Schedule``; a running ``raise worker`` or ``fs.start_scheduler()`` evaluates it.
+        on_ingest
+            Also evaluate right after each ingest into the group.
+        replace
+            Redefine an existing alert of that name; without it, a different definition raises
+            ConflictError and an identical one returns the existing alert.
+
+        Examples
+        --------
+        >>> fs.create_alert("ctr-drop", Aggregation(feature="ctr", metrics=["avg"]),
+        ...                 Condition.LESS_THAN(0.01), notify=["team@example.com"])  # doctest: +SKIP
+        """
+        from raise_jupyter import alerts
+
+        return alerts.create_alert(
+            self, name, analysis, condition, notify, group=group, schedule=schedule, on_ingest=on_ingest, replace=replace
+        )
+
+    def get_alert(self, name: str) -> Alert:
+        """Return the alert called ``name``."""
+        from raise_jupyter import alerts
+
+        return alerts.get_alert(self, name)
+
+    def list_alerts(self) -> list[Alert]:
+        """Return the alerts of this namespace, sorted by name."""
+        from raise_jupyter import alerts
+
+        return alerts.list_alerts(self)
+
+    def get_live_table(self, name: str) -> LiveTable:
+        """Return the live table called ``name``."""
+        from raise_jupyter import live
+
+        return live.get_live_table(self, name)
+
+    def list_live_tables(self) -> list[LiveTable]:
+        """Return the live tables of this namespace, sorted by name."""
+        from raise_jupyter import live
+
+        return live.list_live_tables(self)
+
+    def start_scheduler(self, *, poll_interval: float = 1.0) -> Any:
+        """Run due alert evaluations, live-table refreshes and notifications in a background thread.
+
+        The thread serves the whole store root, like ``raise worker``; several schedulers and
+        workers may run at once, and each due run happens once. Call ``.stop()`` on the
+        returned object to end it.
+        """
+        from raise_jupyter import scheduler
+
+        return scheduler.start_scheduler(self.root, poll_interval=poll_interval)
 
     # -- training data ----------------------------------------------------------------------
 
@@ -384,6 +513,8 @@ class FeatureStore:
                 view_sql, version = group._view_sql()
                 cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(group.name)} AS {view_sql}")
                 versions[group.name] = version
+            for name, live_sql in self._live_views(referenced, lowered):
+                cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS {live_sql}")
             try:
                 table = cursor.execute(query).to_arrow_table()
             except duckdb.CatalogException as error:

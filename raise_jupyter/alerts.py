@@ -1,0 +1,504 @@
+"""Alerts: an Aggregation watched by a Condition, evaluated on a schedule and after ingests.
+
+An evaluation runs the aggregation on the latest table version and compares every value (one
+per metric, and per group with ``group_by``) with the condition. The alert is ``firing`` when
+any value meets the condition, ``ok`` when none does, and ``no_data`` when there is no value
+at all. Notifications go out through the outbox only on a change into or out of ``firing``.
+The state, the event and the notifications of one evaluation are written in one catalog
+transaction, and an evaluation of an older table version than the last one applied is dropped,
+so that concurrent evaluators (kernels, workers) never notify twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from raise_jupyter import analytics, names, notify, scheduler
+from raise_jupyter.analysis import Aggregation, analysis_from_spec, check_analysis
+from raise_jupyter.conditions import Condition, check_condition, condition_from_spec
+from raise_jupyter.engine import tables
+from raise_jupyter.engine.catalog import utcnow
+from raise_jupyter.errors import ConflictError, DefinitionError, NotFoundError, RaiseWarning
+from raise_jupyter.schedule import parse_schedule
+
+if TYPE_CHECKING:
+    import pandas
+
+    from raise_jupyter.group import FeatureGroup
+    from raise_jupyter.store import FeatureStore
+
+logger = logging.getLogger(__name__)
+
+KIND = "alert"
+OK, FIRING, NO_DATA = "ok", "firing", "no_data"
+# Evaluations kept per alert in alert_events; older ones are deleted.
+HISTORY_LIMIT = 1000
+
+_smtp_warned: set[Path] = set()
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of one alert evaluation.
+
+    Attributes
+    ----------
+    state
+        ``"ok"``, ``"firing"`` or ``"no_data"``.
+    previous_state
+        The state before, None at the first evaluation.
+    values
+        Metric value per series: ``"avg"``, or ``"avg[UA]"`` with ``group_by``.
+    firing
+        The series whose value met the condition.
+    version
+        Table version of the group that was evaluated.
+    notified
+        Whether this evaluation changed the state so that notifications were queued.
+    """
+
+    state: str
+    previous_state: str | None
+    values: dict[str, float | None]
+    firing: list[str]
+    version: int
+    notified: bool
+
+
+class Alert:
+    """An alert of a feature store; see ``FeatureStore.create_alert``."""
+
+    def __init__(self, store: FeatureStore, alert_id: int) -> None:
+        self._store = store
+        self._id = alert_id
+
+    def _row(self) -> Any:
+        with self._store._catalog.read() as conn:
+            row = conn.execute(sa.select(tables.alerts).where(tables.alerts.c.id == self._id)).first()
+        if row is None:
+            raise NotFoundError(f"Alert id {self._id} was deleted.")
+        return row
+
+    @property
+    def name(self) -> str:
+        return self._row().name
+
+    @property
+    def analysis(self) -> Aggregation:
+        return analysis_from_spec(self._row().analysis)  # type: ignore[return-value]
+
+    @property
+    def condition(self) -> Condition:
+        return condition_from_spec(self._row().condition)
+
+    @property
+    def notify(self) -> list[str]:
+        return list(self._row().notify)
+
+    @property
+    def schedule(self) -> str:
+        return self._row().schedule
+
+    @property
+    def group(self) -> str:
+        """Name of the feature group the alert watches."""
+        return _group_name(self._store, self._row().group_id)
+
+    @property
+    def state(self) -> str | None:
+        """``"ok"``, ``"firing"``, ``"no_data"``, or None before the first evaluation."""
+        return self._row().state
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._row().paused)
+
+    def evaluate(self) -> Evaluation:
+        """Evaluate the alert now, record the result and queue notifications on a state change."""
+        return evaluate(self._store, self._id)
+
+    def pause(self) -> Alert:
+        """Stop scheduled and on-ingest evaluations until ``resume()``."""
+        self._set_paused(True)
+        return self
+
+    def resume(self) -> Alert:
+        """Evaluate on schedule and after ingests again."""
+        self._set_paused(False)
+        return self
+
+    def _set_paused(self, paused: bool) -> None:
+        with self._store._catalog.write() as conn:
+            conn.execute(
+                tables.alerts.update().where(tables.alerts.c.id == self._id).values(paused=paused, updated_at=utcnow())
+            )
+            scheduler.set_paused(conn, KIND, self._id, paused)
+
+    def delete(self) -> None:
+        """Delete the alert, its history and its schedule; queued notifications are still sent."""
+        with self._store._catalog.write() as conn:
+            scheduler.remove_task(conn, KIND, self._id)
+            conn.execute(tables.alerts.delete().where(tables.alerts.c.id == self._id))
+        logger.info("Deleted alert %d", self._id)
+
+    def history(self) -> pandas.DataFrame:
+        """Return the evaluations, newest first: time, state, previous state, values, message."""
+        import pandas as pd
+
+        events = tables.alert_events
+        with self._store._catalog.read() as conn:
+            rows = conn.execute(
+                sa.select(events).where(events.c.alert_id == self._id).order_by(events.c.id.desc())
+            ).all()
+        return pd.DataFrame(
+            {
+                "evaluated_at": [_as_utc(r.evaluated_at) for r in rows],
+                "state": [r.state for r in rows],
+                "previous_state": [r.previous_state for r in rows],
+                "values": [r.values for r in rows],
+                "message": [r.message for r in rows],
+                "version": [r.table_version for r in rows],
+            }
+        )
+
+    def __repr__(self) -> str:
+        row = self._row()
+        condition = condition_from_spec(row.condition).describe()
+        return f"Alert({row.name!r}, {analysis_from_spec(row.analysis)!r}, {condition}, state={row.state!r})"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        row = self._row()
+        paused = " (paused)" if row.paused else ""
+        return (
+            f"<p><b>Alert {html.escape(row.name)}</b>{paused}: {html.escape(repr(analysis_from_spec(row.analysis)))} "
+            f"{html.escape(condition_from_spec(row.condition).describe())}, state <b>{html.escape(str(row.state))}</b>, "
+            f"schedule {html.escape(row.schedule)}, notify {html.escape(', '.join(row.notify))}</p>"
+        )
+
+
+# -- creation -----------------------------------------------------------------------------------
+
+
+def create_alert(
+    store: FeatureStore,
+    name: str,
+    analysis: Aggregation,
+    condition: Condition,
+    notify_targets: Sequence[str] | str,
+    *,
+    group: str | FeatureGroup | None,
+    schedule: str | Any,
+    on_ingest: bool,
+    replace: bool,
+) -> Alert:
+    """Create or return an alert; see ``FeatureStore.create_alert``."""
+    alert_name = names.validate_alert_name(name)
+    analysis = check_analysis(analysis)
+    if not isinstance(analysis, Aggregation):
+        raise DefinitionError(f"Alerts watch an Aggregation, got {analysis!r}; for example Aggregation('ctr', ['avg']).")
+    condition = check_condition(condition)
+    targets = notify.parse_targets(notify_targets)
+    parsed_schedule = parse_schedule(schedule)
+    if not isinstance(on_ingest, bool):
+        raise DefinitionError(f"on_ingest must be True or False, got {on_ingest!r}.")
+
+    target_group = resolve_group(store, analysis.feature, group)
+    feature = analytics.resolve_feature(target_group.name, analysis.feature)
+    analysis = analysis.with_feature(feature)
+    analytics.check(target_group, analysis)
+
+    values = {
+        "group_id": target_group._id,
+        "analysis": analysis.to_spec(),
+        "condition": condition.to_spec(),
+        "notify": [t.target for t in targets],
+        "schedule": str(parsed_schedule),
+        "on_ingest": on_ingest,
+    }
+    alert_id = _save(store, alert_name, values, replace=replace)
+    _warn_without_smtp(store, targets)
+    return Alert(store, alert_id)
+
+
+def _save(store: FeatureStore, name: str, values: dict[str, Any], *, replace: bool) -> int:
+    alerts = tables.alerts
+    now = utcnow()
+    with store._catalog.write() as conn:
+        row = conn.execute(sa.select(alerts).where(alerts.c.namespace == store.namespace, alerts.c.name == name)).first()
+        if row is not None:
+            changed = [key for key, value in values.items() if getattr(row, key) != value]
+            if not changed:
+                return int(row.id)
+            if not replace:
+                raise ConflictError(
+                    f"Alert {name!r} exists with a different {', '.join(changed)}; pass replace=True to "
+                    "redefine it, or choose another name."
+                )
+            conn.execute(alerts.update().where(alerts.c.id == row.id).values(**values, updated_at=now))
+            alert_id = int(row.id)
+        else:
+            result = conn.execute(
+                alerts.insert().values(
+                    namespace=store.namespace, name=name, paused=False, created_at=now, updated_at=now, **values
+                )
+            )
+            alert_id = int(result.inserted_primary_key[0])
+        scheduler.ensure_task(conn, KIND, alert_id, values["schedule"])
+    logger.info("Saved alert %s (id %d) on group id %d", name, alert_id, values["group_id"])
+    return alert_id
+
+
+def _warn_without_smtp(store: FeatureStore, targets: list[notify.Target]) -> None:
+    if any(t.channel == "email" for t in targets) and not notify.smtp_configured(store.root):
+        if store.root not in _smtp_warned:
+            _smtp_warned.add(store.root)
+            warnings.warn(
+                "No SMTP server is configured, so alert e-mails wait in the outbox. Set smtp_url in "
+                f"{store.root / 'config.yaml'} or RAISE_SMTP_URL, such as smtp://mail.example.com:587.",
+                RaiseWarning,
+                stacklevel=4,
+            )
+
+
+def resolve_group(store: FeatureStore, feature: str, group: str | FeatureGroup | None) -> FeatureGroup:
+    """Return the group of ``feature``: ``group`` if given, else the group named in ``"group.feature"``,
+    else the only group that has a feature of that name."""
+    from raise_jupyter.group import FeatureGroup
+
+    if isinstance(group, FeatureGroup):
+        return group
+    if group is not None:
+        return store.get_feature_group(group)
+
+    prefix, dot, rest = feature.partition(".")
+    groups = store.list_feature_groups()
+    if dot and any(g.name == prefix for g in groups):
+        return store.get_feature_group(prefix)
+    candidates = [g for g in groups if feature in g._layout_names()]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        known = ", ".join(f"{g.name}.{n}" for g in groups for n in g._layout_names()) or "(none)"
+        raise NotFoundError(f"No feature group of namespace {store.namespace!r} has a feature {feature!r}. Features: {known}.")
+    listed = ", ".join(f"'{g.name}.{feature}'" for g in candidates)
+    raise DefinitionError(f"Feature {feature!r} is in several groups: {listed}; name one, such as {listed.split(', ')[0]}, or pass group=.")
+
+
+def _group_name(store: FeatureStore, group_id: int) -> str:
+    with store._catalog.read() as conn:
+        name = conn.execute(sa.select(tables.feature_groups.c.name).where(tables.feature_groups.c.id == group_id)).scalar()
+    if name is None:
+        raise NotFoundError(f"The feature group of this alert (id {group_id}) was deleted.")
+    return str(name)
+
+
+def list_alerts(store: FeatureStore) -> list[Alert]:
+    """Return the alerts of the store's namespace, by name."""
+    alerts = tables.alerts
+    with store._catalog.read() as conn:
+        ids = conn.execute(
+            sa.select(alerts.c.id).where(alerts.c.namespace == store.namespace).order_by(alerts.c.name)
+        ).scalars()
+        return [Alert(store, int(i)) for i in ids]
+
+
+def get_alert(store: FeatureStore, name: str) -> Alert:
+    """Return the alert called ``name``; raise NotFoundError listing the alerts otherwise."""
+    alerts = tables.alerts
+    with store._catalog.read() as conn:
+        alert_id = conn.execute(
+            sa.select(alerts.c.id).where(alerts.c.namespace == store.namespace, alerts.c.name == name)
+        ).scalar()
+    if alert_id is None:
+        known = ", ".join(a.name for a in list_alerts(store)) or "(none)"
+        raise NotFoundError(f"Alert {name!r} not found in namespace {store.namespace!r}. Alerts: {known}.")
+    return Alert(store, int(alert_id))
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+def evaluate(store: FeatureStore, alert_id: int) -> Evaluation:
+    """Evaluate one alert and apply the result; see the module docstring."""
+    row = Alert(store, alert_id)._row()
+    group = store.get_feature_group(_group_name(store, row.group_id))
+    analysis = analysis_from_spec(row.analysis)
+    condition = condition_from_spec(row.condition)
+
+    result = group.analyze(analysis)
+    values = _series_values(result)
+    has_rows = group.count(as_of=result.version) > 0
+    previous_values = (row.last_values or {}).get("values", {})
+    firing = [
+        series
+        for series, value in values.items()
+        if value is not None and condition.holds(value, previous_values.get(series))
+    ]
+    if not has_rows or all(v is None for v in values.values()):
+        state = NO_DATA
+    else:
+        state = FIRING if firing else OK
+    return _apply(store, alert_id, state, values, firing, result.version)
+
+
+def _series_values(result: analytics.AnalysisResult) -> dict[str, float | None]:
+    values: dict[str, float | None] = {}
+    for metric in result.analysis.metrics:
+        for key, value in result.series(metric):
+            label = metric if key is None else f"{metric}[{_key_text(key)}]"
+            values[label] = _number(value)
+    return values
+
+
+def _key_text(key: Any) -> str:
+    parts = key if isinstance(key, tuple) else (key,)
+    return ", ".join(p.isoformat() if isinstance(p, (dt.date, dt.datetime)) else str(p) for p in parts)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, dt.date):
+        return float(value.toordinal())
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _apply(
+    store: FeatureStore, alert_id: int, state: str, values: dict[str, float | None], firing: list[str], version: int
+) -> Evaluation:
+    """Record an evaluation and queue notifications, in one transaction."""
+    alerts = tables.alerts
+    now = utcnow()
+    with store._catalog.write() as conn:
+        row = conn.execute(sa.select(alerts).where(alerts.c.id == alert_id)).first()
+        if row is None:
+            raise NotFoundError(f"Alert id {alert_id} was deleted during its evaluation.")
+        last_version = (row.last_values or {}).get("version", -1)
+        previous = row.state
+        if version < last_version:
+            logger.info("Dropped evaluation of alert %s at version %d; version %d was applied", row.name, version, last_version)
+            return Evaluation(previous or NO_DATA, previous, values, firing, version, notified=False)
+
+        message = _message(row.name, state, previous, values, firing, row.condition)
+        conn.execute(
+            alerts.update()
+            .where(alerts.c.id == alert_id)
+            .values(state=state, last_values={"version": version, "values": values}, evaluated_at=now)
+        )
+        conn.execute(
+            tables.alert_events.insert().values(
+                alert_id=alert_id, evaluated_at=now, state=state, previous_state=previous,
+                values=values, message=message, table_version=version,
+            )
+        )
+        _prune_history(conn, alert_id)
+        notified = _notifies(previous, state)
+        if notified:
+            payload = {"alert": row.name, "namespace": row.namespace, "state": state, "previous_state": previous, "values": values}
+            subject = f"[Raise] {row.name} is {state.replace('_', ' ')}" if state == FIRING else f"[Raise] {row.name} recovered ({state})"
+            notify.enqueue(conn, notify.parse_targets(row.notify), subject=subject, body=message, payload=payload)
+
+    logger.info("Alert %s evaluated: %s (was %s) at version %d", row.name, state, previous, version)
+    if notified:
+        _deliver_soon(store.root)
+    return Evaluation(state, previous, values, firing, version, notified)
+
+
+def _notifies(previous: str | None, state: str) -> bool:
+    """Return whether a change from ``previous`` to ``state`` is worth a notification."""
+    return previous != state and FIRING in (previous, state)
+
+
+def _message(name: str, state: str, previous: str | None, values: dict[str, float | None], firing: list[str], condition: dict) -> str:
+    described = condition_from_spec(condition).describe()
+    shown = ", ".join(f"{series} = {value:g}" if value is not None else f"{series} = null" for series, value in values.items())
+    if state == FIRING:
+        return f"Alert {name} is firing: {', '.join(firing)} met {described}. Values: {shown or 'none'}."
+    if state == NO_DATA:
+        return f"Alert {name} has no data (was {previous}). Values: {shown or 'none'}."
+    return f"Alert {name} is ok (was {previous}): no value meets {described}. Values: {shown}."
+
+
+def _prune_history(conn: sa.Connection, alert_id: int) -> None:
+    events = tables.alert_events
+    cutoff = conn.execute(
+        sa.select(events.c.id)
+        .where(events.c.alert_id == alert_id)
+        .order_by(events.c.id.desc())
+        .offset(HISTORY_LIMIT)
+        .limit(1)
+    ).scalar()
+    if cutoff is not None:
+        conn.execute(events.delete().where(events.c.alert_id == alert_id, events.c.id <= cutoff))
+
+
+def _deliver_soon(root: Path) -> None:
+    """Try to send queued notifications in a background thread; the outbox keeps what fails."""
+
+    def deliver() -> None:
+        from raise_jupyter.store import open_catalog
+
+        try:
+            notify.deliver_due(root, open_catalog(root), owner=scheduler.make_owner_id())
+        except Exception:
+            logger.exception("Sending alert notifications failed; they stay in the outbox for the worker")
+
+    threading.Thread(target=deliver, name="raise-notify", daemon=True).start()
+
+
+# -- hooks ----------------------------------------------------------------------------------------
+
+
+def evaluate_after_ingest(store: FeatureStore, group_id: int) -> None:
+    """Evaluate the group's unpaused on-ingest alerts; errors are logged, never raised."""
+    alerts = tables.alerts
+    with store._catalog.read() as conn:
+        ids = conn.execute(
+            sa.select(alerts.c.id).where(alerts.c.group_id == group_id, alerts.c.on_ingest, sa.not_(alerts.c.paused))
+        ).scalars().all()
+    for alert_id in ids:
+        try:
+            evaluate(store, int(alert_id))
+        except Exception:
+            logger.exception("Evaluating alert id %d after an ingest failed", alert_id)
+
+
+def run_task(root: Path, target_id: int, due_at: dt.datetime | None) -> None:
+    """Scheduler handler: evaluate alert ``target_id`` of the store at ``root``."""
+    from raise_jupyter.store import FeatureStore
+
+    with _store_catalog(root).read() as conn:
+        namespace = conn.execute(sa.select(tables.alerts.c.namespace).where(tables.alerts.c.id == target_id)).scalar()
+    if namespace is None:
+        raise NotFoundError(f"Alert id {target_id} no longer exists.")
+    evaluate(FeatureStore(namespace, root=root), target_id)
+
+
+def _store_catalog(root: Path) -> Any:
+    from raise_jupyter.store import open_catalog
+
+    return open_catalog(root)
+
+
+def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+scheduler.register_handler(KIND, run_task)
