@@ -16,6 +16,7 @@ logger.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -27,7 +28,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -187,13 +188,16 @@ def _invalid_target(value: object) -> DefinitionError:
 # -- outbox ---------------------------------------------------------------------------------------
 
 
-def enqueue(catalog: Catalog, targets: Sequence[Target], *, subject: str, body: str, payload: dict) -> list[int]:
+def enqueue(
+    catalog: Catalog | sa.Connection, targets: Sequence[Target], *, subject: str, body: str, payload: dict
+) -> list[int]:
     """Insert one outbox message per target, due now, in one catalog write transaction.
 
     Parameters
     ----------
     catalog
-        Catalog of the store, from ``raise_jupyter.store.open_catalog(root)``.
+        Catalog of the store, from ``raise_jupyter.store.open_catalog(root)``, or a connection
+        inside a write transaction, so that the messages commit together with other changes.
     targets
         Destinations from ``parse_targets``.
     subject, body
@@ -212,7 +216,7 @@ def enqueue(catalog: Catalog, targets: Sequence[Target], *, subject: str, body: 
     _check_payload(payload)
     now = utcnow()
     ids: list[int] = []
-    with catalog.write() as conn:
+    with _write(catalog) as conn:
         for target in targets:
             result = conn.execute(
                 tables.outbox.insert().values(
@@ -228,6 +232,16 @@ def enqueue(catalog: Catalog, targets: Sequence[Target], *, subject: str, body: 
             )
             ids.append(int(result.inserted_primary_key[0]))
     return ids
+
+
+@contextlib.contextmanager
+def _write(catalog: Catalog | sa.Connection) -> Iterator[sa.Connection]:
+    """Yield a write connection: ``catalog``'s own transaction, or the connection given."""
+    if isinstance(catalog, sa.Connection):
+        yield catalog
+        return
+    with catalog.write() as conn:
+        yield conn
 
 
 def _check_target(target: object) -> None:
