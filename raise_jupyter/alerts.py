@@ -43,6 +43,9 @@ KIND = "alert"
 OK, FIRING, NO_DATA = "ok", "firing", "no_data"
 # Evaluations kept per alert in alert_events; older ones are deleted.
 HISTORY_LIMIT = 1000
+# Whether an evaluation that queues notifications also starts sending them in a background
+# thread; without it only a worker or scheduler (or notify.deliver_due) sends them.
+DELIVER_IN_BACKGROUND = True
 
 _smtp_warned: set[Path] = set()
 
@@ -414,7 +417,7 @@ def _apply(
             notify.enqueue(conn, notify.parse_targets(row.notify), subject=subject, body=message, payload=payload)
 
     logger.info("Alert %s evaluated: %s (was %s) at version %d", row.name, state, previous, version)
-    if notified:
+    if notified and DELIVER_IN_BACKGROUND:
         _deliver_soon(store.root)
     return Evaluation(state, previous, values, firing, version, notified)
 

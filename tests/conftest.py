@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from raise_jupyter import FeatureStore
+from servers import SmtpServer, WebhookServer
 
 
 @pytest.fixture(autouse=True)
@@ -60,3 +62,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    """Start a real SMTP server on 127.0.0.1 and point RAISE_SMTP_URL at it."""
+    server = SmtpServer()
+    server.start()
+    monkeypatch.setenv("RAISE_SMTP_URL", f"smtp://127.0.0.1:{server.port}?from=alerts@example.com")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    """Start a real HTTP server on 127.0.0.1 that records POSTed JSON."""
+    server = WebhookServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from raise_jupyter import FeatureStore
+from raise_jupyter import FeatureStore, RaiseWarning
 
 
 def _snapshot(namespace: str) -> dict[str, object]:
@@ -186,7 +186,6 @@ def test_section_3_bulk_operations(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_end_to_end_definitions() -> None:
-    pytest.importorskip("raise_jupyter.analytics", reason="Aggregation, Schedule and Condition land with analytics")
     groups = _run_twice(END_TO_END_DEFINITIONS, "acme/ml/engagement")
 
     assert [f.split(",")[0] for f in groups["user-signals"][0]] == [
@@ -208,3 +207,108 @@ def test_end_to_end_definition_lines() -> None:
         "Feature(name='impressions', dtype='int64')",
         "Feature(name='ctr', dtype='float64', derived_from='clicks / NULLIF(impressions, 0)')",
     ]
+
+
+SECTION_4 = """
+from raise_ import Aggregation, Distribution, Condition
+
+# Declarative analytics
+result = group.analyze(
+    Aggregation(feature="ctr", metrics=["avg", "p50", "p99", "null_rate"])
+)
+
+# Distribution analysis
+dist = group.analyze(Distribution(feature="clicks", bins=50))
+
+# Create alert
+fs.create_alert(
+    name="ctr-drift",
+    analysis=Aggregation(feature="ctr", metrics=["avg"]),
+    condition=Condition.LESS_THAN(0.01),
+    notify=["team@example.com"],
+)
+
+# Live tables (materialized views)
+group.create_live_table(
+    name="daily_metrics",
+    analysis=Aggregation(feature="clicks", metrics=["sum"], group_by=["date"]),
+    refresh="hourly",
+)
+"""
+
+SECTION_4_SETUP = """
+from raise_ import FeatureStore
+fs = FeatureStore("acme/mlplatform/recommendation")
+group = fs.create_feature_group("user-signals", keys="user_id", event_time="ts")
+group.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "clicks": "int64", "impressions": "int64"})
+group.create_feature("ctr", dtype="float64", derived_from="clicks / NULLIF(impressions, 0)")
+"""
+
+END_TO_END = END_TO_END_DEFINITIONS + """
+group.create_live_table("hourly_metrics",
+    analysis=Aggregation(feature="ctr", metrics=["avg", "p99"]),
+    refresh="hourly")
+
+fs.create_alert("ctr-drop", Aggregation(feature="ctr", metrics=["avg"]),
+    Condition.LESS_THAN(0.01), notify=["team@example.com"])
+"""
+
+SIGNALS = {
+    "user_id": [1, 2, 3],
+    "ts": ["2024-01-01 10:00", "2024-01-01 11:00", "2024-01-02 09:00"],
+    "clicks": [0, 1, 2],
+    "impressions": [100, 200, 0],
+}
+
+
+def _run(code: str) -> dict[str, object]:
+    scope: dict[str, object] = {}
+    exec(compile(textwrap.dedent(code), "<snippet>", "exec"), scope)
+    return scope
+
+
+def test_section_4_on_empty_store() -> None:
+    with pytest.warns(RaiseWarning, match="No SMTP server is configured"):
+        _run(SECTION_4_SETUP + SECTION_4)
+    scope = _run(SECTION_4_SETUP + SECTION_4)  # a second run changes nothing and raises nothing
+
+    fs = FeatureStore("acme/mlplatform/recommendation")
+    assert scope["result"].values == {"avg": None, "p50": None, "p99": None, "null_rate": None}
+    assert scope["dist"].to_arrow().num_rows == 0
+    assert [a.name for a in fs.list_alerts()] == ["ctr-drift"]
+    assert fs.get_alert("ctr-drift").evaluate().state == "no_data"
+    assert fs.get_live_table("daily_metrics").read().to_arrow().num_rows == 0
+
+
+def test_section_4_after_ingest() -> None:
+    _run(SECTION_4_SETUP)
+    FeatureStore("acme/mlplatform/recommendation").get_feature_group("user-signals").ingest(SIGNALS)
+
+    scope = _run(SECTION_4_SETUP + SECTION_4)
+
+    fs = FeatureStore("acme/mlplatform/recommendation")
+    assert scope["result"]["avg"] == pytest.approx((0 + 1 / 200) / 2)
+    assert scope["result"]["null_rate"] == pytest.approx(1 / 3)
+    assert sum(scope["dist"].to_arrow().column("count").to_pylist()) == 3
+    assert fs.get_alert("ctr-drift").state is None  # created after the ingest, not evaluated yet
+    assert fs.get_alert("ctr-drift").evaluate().state == "firing"
+    daily = fs.sql("SELECT * FROM daily_metrics ORDER BY date").to_pandas()
+    assert daily["sum"].tolist() == [1, 2]
+
+
+def test_end_to_end_example_before_and_after_data() -> None:
+    _run(END_TO_END)
+    _run(END_TO_END)
+    fs = FeatureStore("acme/ml/engagement")
+    group = fs.get_feature_group("user-signals")
+    alert = fs.get_alert("ctr-drop")
+    live = fs.get_live_table("hourly_metrics")
+    assert live.read().to_arrow().num_rows == 0
+    assert alert.evaluate().state == "no_data"
+
+    group.ingest({"clicks": [1, 2], "impressions": [1000, 1000]})
+    live.refresh()
+
+    assert alert.state == "firing"  # evaluated on ingest: avg ctr 0.0015 < 0.01
+    assert live.read().to_pandas()["avg"].tolist() == [pytest.approx(0.0015)]
+    assert [a.name for a in fs.list_alerts()] == ["ctr-drop"]

@@ -25,6 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from raise_jupyter import notify
+from servers import SmtpServer, WebhookServer, free_port
 from raise_jupyter.engine.catalog import Catalog, utcnow
 from raise_jupyter.errors import DefinitionError, StoreError
 from raise_jupyter.notify import (
@@ -43,95 +44,6 @@ PASSWORD = "s3cret-Pa55"
 # -- servers --------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RecordingHandler:
-    """aiosmtpd handler that keeps every received message."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        return "250 Message accepted for delivery"
-
-
-class SmtpServer:
-    """A real SMTP server on 127.0.0.1 that can be stopped and started again on the same port."""
-
-    def __init__(self, *, login: tuple[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.handler = RecordingHandler()
-        self.login = login
-        self.logins: list[str] = []
-        self.controller: Controller | None = None
-
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        if not isinstance(data, LoginPassword) or self.login is None:
-            return AuthResult(success=False)
-        user, password = data.login.decode(), data.password.decode()
-        success = (user, password) == self.login
-        if success:
-            self.logins.append(user)
-        return AuthResult(success=success, handled=False)
-
-    def start(self) -> None:
-        options: dict[str, Any] = {}
-        if self.login is not None:
-            options = {"authenticator": self._authenticate, "auth_require_tls": False}
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
-
-    @property
-    def messages(self) -> list[email.message.EmailMessage]:
-        return self.handler.messages
-
-
-class WebhookServer(http.server.ThreadingHTTPServer):
-    """A real HTTP server that records POSTed JSON bodies and responds with queued status codes."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), WebhookHandler)
-        self.bodies: list[dict[str, Any]] = []
-        self.content_types: list[str] = []
-        self.statuses: collections.deque[int] = collections.deque()
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class WebhookHandler(http.server.BaseHTTPRequestHandler):
-    server: WebhookServer
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with self.server.lock:
-            self.server.bodies.append(json.loads(body))
-            self.server.content_types.append(self.headers["Content-Type"])
-            status = self.server.statuses.popleft() if self.server.statuses else 200
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RAISE_SMTP_URL", "RAISE_NOTIFY_RETRY_BASE_S", "RAISE_NOTIFY_LEASE_S"):
@@ -144,26 +56,6 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def catalog(root: Path) -> Catalog:
     return open_catalog(root)
-
-
-@pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    monkeypatch.setenv("RAISE_SMTP_URL", f"smtp://127.0.0.1:{server.port}?from=alerts@example.com")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookServer]:
-    server = WebhookServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 def only(catalog: Catalog) -> dict[str, Any]:
