@@ -70,8 +70,8 @@ class LiveTable:
 
     @property
     def refreshed_at(self) -> dt.datetime | None:
-        value = self._row().refreshed_at
-        return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value
+        """Time of the last successful refresh (UTC), None before the first."""
+        return _as_utc(self._row().refreshed_at)
 
     def refresh(self) -> LiveTable:
         """Recompute the table now and replace the stored result atomically."""
@@ -94,11 +94,11 @@ class LiveTable:
             rows = conn.execute(sa.select(runs).where(runs.c.live_table_id == self._id).order_by(runs.c.id.desc())).all()
         return pd.DataFrame(
             {
-                "started_at": [r.started_at for r in rows],
-                "finished_at": [r.finished_at for r in rows],
+                "started_at": [_as_utc(r.started_at) for r in rows],
+                "finished_at": [_as_utc(r.finished_at) for r in rows],
                 "status": [r.status for r in rows],
                 "rows": [r.rows for r in rows],
-                "due_at": [r.due_at for r in rows],
+                "due_at": [_as_utc(r.due_at) for r in rows],
                 "version": [r.table_version for r in rows],
                 "error": [r.error for r in rows],
             }
@@ -311,6 +311,13 @@ def _group_name(store: FeatureStore, group_id: int) -> str:
     if name is None:
         raise NotFoundError(f"The feature group of this live table (id {group_id}) was deleted.")
     return str(name)
+
+
+def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Return ``value`` as an aware UTC time; SQLite returns the stored UTC times naive."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
 
 
 def run_task(root: Path, target_id: int, due_at: dt.datetime | None) -> None:
