@@ -1,11 +1,14 @@
-"""The ``raise`` command line: ``raise demo`` and ``raise info``."""
+"""The ``raise`` command line: ``raise demo``, ``raise info``, ``raise serve`` and ``raise worker``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 
 from raise_jupyter.errors import RaiseError
 
@@ -45,6 +48,38 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from raise_jupyter.scheduler import Worker
+
+    worker = Worker(args.root, poll_interval=args.poll_interval)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger(__name__).info("Received %s; stopping after the running task", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    # The loop runs in a second thread and the main thread only waits for it. So the signal
+    # handler, which Python runs in the main thread, cannot deadlock on a lock that the loop holds.
+    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"once": args.once}, name="raise-worker")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    return 0
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}: use a number above 0, such as 1 or 0.5")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -69,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default: 8000)")
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser(
+        "worker", parents=[common], help="run the scheduled alerts and live-table refreshes of a store when they are due"
+    )
+    worker.add_argument(
+        "--poll-interval",
+        type=_positive_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between checks for due tasks (default: 1)",
+    )
+    worker.add_argument("--once", action="store_true", help="run the tasks that are due now, then exit")
+    worker.set_defaults(run=_worker)
     return parser
 
 
@@ -76,7 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.root = getattr(args, "root", None)
     verbose = getattr(args, "verbose", False)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    is_worker = args.command == "worker"
+    log_format = "%(levelname)s %(name)s: %(message)s"
+    if is_worker:
+        log_format = "%(asctime)s " + log_format
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=log_format)
+    if is_worker:
+        # A worker is a long-running service, so it always logs its starts, stops and task runs.
+        logging.getLogger("raise_jupyter").setLevel(logging.INFO)
     try:
         return args.run(args)
     except RaiseError as error:
