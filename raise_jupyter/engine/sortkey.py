@@ -4,7 +4,7 @@ The general key of ``pointintime`` is a HUGEINT, event time times 2**64 plus ``_
 which breaks ties among equal event times by ingest order down to the row. Sorting 16-byte keys
 makes DuckDB's ASOF JOIN about 1.5 times slower than on timestamps (``bench/training_data.py``).
 
-Most tables never need the row part: if no ingest batch holds two rows with the same keys and
+Most tables never need the row part: if no ingest batch contains two rows with the same keys and
 event time, ties can only occur between batches, and the batch number alone breaks them. The key
 then fits in 64 bits as ``(event time - first event time) * 2**bits + batch``, with ``bits`` wide
 enough for the highest batch number. Each ingest records whether its batch has such duplicates
@@ -29,7 +29,8 @@ from raise_jupyter.engine.duck import file_connection, quote
 logger = logging.getLogger(__name__)
 
 BATCH_SHIFT = 32  # _raise_seq is batch * 2**32 + row
-# Delta statistics keep timestamps to the millisecond, so the true range may reach 1 ms beyond.
+# deltalake 1.6.6 writes timestamp statistics truncated to the millisecond, so the true range
+# may reach up to 1 ms beyond them.
 _STATS_SLACK_US = 1_000
 _BIGINT_LIMIT = 2**63 - 1
 
@@ -102,7 +103,7 @@ def compact_key(
     keys, event_time
         The group's key features and event-time feature now.
     event_column
-        The Delta column that holds the event time.
+        The Delta column that contains the event time.
     """
     if files.stats is None or not files.paths:
         return None
