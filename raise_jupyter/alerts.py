@@ -81,15 +81,17 @@ class Evaluation:
 class Alert:
     """An alert of a feature store; see ``FeatureStore.create_alert``."""
 
-    def __init__(self, store: FeatureStore, alert_id: int) -> None:
+    def __init__(self, store: FeatureStore, alert_id: int, name: str | None = None) -> None:
         self._store = store
         self._id = alert_id
+        self._name = name
 
     def _row(self) -> Any:
         with self._store._catalog.read() as conn:
             row = conn.execute(sa.select(tables.alerts).where(tables.alerts.c.id == self._id)).first()
         if row is None:
-            raise NotFoundError(f"Alert id {self._id} was deleted.")
+            raise NotFoundError(f"Alert {self._name or self._id!r} was deleted; create it again with fs.create_alert().")
+        self._name = row.name
         return row
 
     @property
@@ -128,6 +130,7 @@ class Alert:
 
     def evaluate(self) -> Evaluation:
         """Evaluate the alert now, record the result and queue notifications on a state change."""
+        self._row()  # raises with the alert's name if it was deleted
         return evaluate(self._store, self._id)
 
     def pause(self) -> Alert:
@@ -230,12 +233,17 @@ def create_alert(
         "schedule": str(parsed_schedule),
         "on_ingest": on_ingest,
     }
-    alert_id = _save(store, alert_name, values, replace=replace)
+    alert_id, changed = _save(store, alert_name, values, replace=replace)
     _warn_without_smtp(store, targets)
-    return Alert(store, alert_id)
+    alert = Alert(store, alert_id, alert_name)
+    if changed:
+        # A new or redefined alert gets its state now rather than at the next schedule.
+        alert.evaluate()
+    return alert
 
 
-def _save(store: FeatureStore, name: str, values: dict[str, Any], *, replace: bool) -> int:
+def _save(store: FeatureStore, name: str, values: dict[str, Any], *, replace: bool) -> tuple[int, bool]:
+    """Insert or update the alert; return its id and whether anything changed."""
     alerts = tables.alerts
     now = utcnow()
     with store._catalog.write() as conn:
@@ -243,7 +251,7 @@ def _save(store: FeatureStore, name: str, values: dict[str, Any], *, replace: bo
         if row is not None:
             changed = [key for key, value in values.items() if getattr(row, key) != value]
             if not changed:
-                return int(row.id)
+                return int(row.id), False
             if not replace:
                 raise ConflictError(
                     f"Alert {name!r} exists with a different {', '.join(changed)}; pass replace=True to "
@@ -260,7 +268,7 @@ def _save(store: FeatureStore, name: str, values: dict[str, Any], *, replace: bo
             alert_id = int(result.inserted_primary_key[0])
         scheduler.ensure_task(conn, KIND, alert_id, values["schedule"])
     logger.info("Saved alert %s (id %d) on group id %d", name, alert_id, values["group_id"])
-    return alert_id
+    return alert_id, True
 
 
 def _warn_without_smtp(store: FeatureStore, targets: list[notify.Target]) -> None:
@@ -432,9 +440,10 @@ def _message(name: str, state: str, previous: str | None, values: dict[str, floa
     shown = ", ".join(f"{series} = {value:g}" if value is not None else f"{series} = null" for series, value in values.items())
     if state == FIRING:
         return f"Alert {name} is firing: {', '.join(firing)} met {described}. Values: {shown or 'none'}."
+    was = f"was {previous}" if previous else "first evaluation"
     if state == NO_DATA:
-        return f"Alert {name} has no data (was {previous}). Values: {shown or 'none'}."
-    return f"Alert {name} is ok (was {previous}): no value meets {described}. Values: {shown}."
+        return f"Alert {name} has no data ({was}). Values: {shown or 'none'}."
+    return f"Alert {name} is ok ({was}): no value meets {described}. Values: {shown}."
 
 
 def _prune_history(conn: sa.Connection, alert_id: int) -> None:
@@ -461,7 +470,9 @@ def _deliver_soon(root: Path) -> None:
         except Exception:
             logger.exception("Sending alert notifications failed; they stay in the outbox for the worker")
 
-    threading.Thread(target=deliver, name="raise-notify", daemon=True).start()
+    # Not a daemon thread: a short script that ends right after an ingest still sends its
+    # notifications (each send times out after 10 s) instead of leaving them leased.
+    threading.Thread(target=deliver, name="raise-notify", daemon=False).start()
 
 
 # -- hooks ----------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ _UNIT_ALIASES = {
     **{name: "h" for name in ("h", "hr", "hrs", "hour", "hours")},
     **{name: "d" for name in ("d", "day", "days")},
 }
-_INTERVAL_PATTERN = re.compile(r"every\s+(\S+?)\s*([a-z]+)")
+_INTERVAL_PATTERN = re.compile(r"every\s+([-+0-9][^\sa-z]*)\s*([a-z]+)")
 
 _SHORTHANDS = {
     "hourly": "hourly",
@@ -205,6 +205,9 @@ def _parse_text(value: str) -> tuple[str, int | None, _CronFields | None]:
 
 
 def _parse_interval(text: str) -> int:
+    bare_unit = text.removeprefix("every").strip()
+    if bare_unit in _UNIT_ALIASES:
+        text = f"every 1{bare_unit}"  # "every hour" is every 1 hour
     match = _INTERVAL_PATTERN.fullmatch(text)
     if match is None:
         raise _InvalidSpec("an interval must be written as 'every' and a number with a unit, such as 'every 30s'")

@@ -519,9 +519,10 @@ class FeatureStore:
                 table = cursor.execute(query).to_arrow_table()
             except duckdb.CatalogException as error:
                 names_text = ", ".join(f'"{g.name}"' for g in groups) or "(none)"
+                live_text = ", ".join(t.name for t in self.list_live_tables()) or "(none)"
                 raise QueryError(
                     f"Query failed: {_first_line(error)} Feature groups of namespace "
-                    f"{self.namespace!r}: {names_text}."
+                    f"{self.namespace!r}: {names_text}. Live tables: {live_text}."
                 ) from None
             except duckdb.Error as error:
                 raise QueryError(f"Query failed: {str(error).strip()}") from None

@@ -185,7 +185,7 @@ def test_states_follow_the_data(fs: FeatureStore, signals) -> None:
     assert (recovered.state, recovered.previous_state, recovered.notified) == ("ok", "firing", True)
     assert recovered.values == {"avg": 0.5}
     history = alert.history()
-    assert history["state"].tolist() == ["ok", "firing", "no_data"]
+    assert history["state"].tolist() == ["ok", "firing", "no_data", "no_data"]  # the last: at creation
     assert history["version"].tolist() == sorted(history["version"].tolist(), reverse=True)
 
 
@@ -197,6 +197,24 @@ def test_notifications_only_on_state_changes(fs: FeatureStore, signals) -> None:
         alert.evaluate()
 
     assert [m["subject"] for m in notify.pending(open_catalog(fs.root))] == ["[Raise] ctr-drop is firing"]
+
+
+def test_evaluated_at_creation(fs: FeatureStore, signals) -> None:
+    ingest_ctr(signals, 0)
+
+    alert = fs.create_alert("ctr-drop", AVG_CTR, Condition.LESS_THAN(0.01), notify=["log"])
+    again = fs.create_alert("ctr-drop", AVG_CTR, Condition.LESS_THAN(0.01), notify=["log"])
+
+    assert alert.state == "firing"
+    assert len(again.history()) == 1  # an identical definition is not evaluated again
+
+
+def test_deleted_alert_named_in_error(fs: FeatureStore, signals) -> None:
+    alert = fs.create_alert("ctr-drop", AVG_CTR, Condition.LESS_THAN(0.01), notify=["log"])
+    fs.get_alert("ctr-drop").delete()
+
+    with pytest.raises(NotFoundError, match="Alert 'ctr-drop' was deleted; create it again"):
+        alert.evaluate()
 
 
 def test_evaluated_on_ingest(fs: FeatureStore, signals) -> None:
@@ -215,7 +233,7 @@ def test_paused_alert_skips_ingest(fs: FeatureStore, signals) -> None:
     alert.resume()
     ingest_ctr(signals, 0)
 
-    assert paused_state is None
+    assert paused_state == "no_data"  # evaluated once at creation, not after the paused ingest
     assert alert.state == "firing"
     assert scheduler.task_info(open_catalog(fs.root), "alert", alert._id)["paused"] is False
 
@@ -250,7 +268,7 @@ def test_history_survives_new_store_object(fs: FeatureStore, signals) -> None:
 
     again = FeatureStore(fs.namespace, root=fs.root).get_alert("ctr-drop")
 
-    assert again.history()["state"].tolist() == ["no_data"]
+    assert again.history()["state"].tolist() == ["no_data", "no_data"]
 
 
 def test_delete_removes_schedule(fs: FeatureStore, signals) -> None:

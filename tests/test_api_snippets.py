@@ -290,7 +290,7 @@ def test_section_4_after_ingest() -> None:
     assert scope["result"]["avg"] == pytest.approx((0 + 1 / 200) / 2)
     assert scope["result"]["null_rate"] == pytest.approx(1 / 3)
     assert sum(scope["dist"].to_arrow().column("count").to_pylist()) == 3
-    assert fs.get_alert("ctr-drift").state is None  # created after the ingest, not evaluated yet
+    assert fs.get_alert("ctr-drift").state == "firing"  # evaluated when created
     assert fs.get_alert("ctr-drift").evaluate().state == "firing"
     daily = fs.sql("SELECT * FROM daily_metrics ORDER BY date").to_pandas()
     assert daily["sum"].tolist() == [1, 2]

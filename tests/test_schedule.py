@@ -209,3 +209,13 @@ def test_invalid_schedule_types_and_constructors() -> None:
         Schedule.every()
     with pytest.raises(DefinitionError, match=r"Invalid cron string 'hourly': expected five fields"):
         Schedule.cron("hourly")
+
+
+@pytest.mark.parametrize(("spec", "expected"), [("every hour", "every 1h"), ("every minute", "every 1m"), ("every day", "every 1d")])
+def test_interval_without_number(spec: str, expected: str) -> None:
+    assert str(Schedule(spec)) == expected
+
+
+def test_unit_word_without_number_rejected() -> None:
+    with pytest.raises(DefinitionError, match="an interval must be written as 'every' and a number with a unit"):
+        Schedule("every fortnight")
