@@ -355,7 +355,8 @@ def _render_sides() -> list[str]:
             "lists the files of the latest table version, and runs one query on the store's DuckDB connection, "
             "which is reused across calls and caches Parquet metadata. The query reads the files with "
             "`union_by_name = true`, computes the derived feature with a CAST to its dtype in nested `SELECT`s, "
-            "and aggregates with the same functions as the duckdb side, plus `GROUP BY 1 ORDER BY 1 NULLS LAST` "
+            "and aggregates with the same functions as the duckdb side except that both percentiles come "
+            "from one `quantile_cont(ctr, [0.5, 0.99])` call, plus `GROUP BY 1 ORDER BY 1 NULLS LAST` "
             "in the by_date case. The result is an Arrow table."
         ),
         (
