@@ -21,6 +21,7 @@ import datetime as dt
 import http.client
 import json
 import logging
+import math
 import os
 import re
 import smtplib
@@ -163,6 +164,11 @@ def _parse_target(value: object) -> Target:
     if text.lower().startswith(("http://", "https://")):
         if not _is_valid_url(text):
             raise _invalid_target(value)
+        if "@" in urllib.parse.urlsplit(text).netloc:
+            raise DefinitionError(
+                f"Invalid webhook {_redact_url(text)!r}: user names and passwords in webhook URLs are not "
+                "supported; put the token in the path or query, as Slack's webhook URLs do."
+            )
         return Target("webhook", text)
     if _EMAIL.fullmatch(text):
         return Target("email", text)
@@ -331,12 +337,23 @@ def deliver_due(root: Path, catalog: Catalog, *, owner: str, limit: int = 100, n
     fixed_now = _as_utc(now) if now is not None else None
 
     delivered = 0
+    failed_targets: dict[tuple[str, str], str] = {}
     for message in _claim(catalog, owner=owner, limit=limit, now=fixed_now or utcnow()):
         if not _renew_lease(catalog, message.id, owner=owner, now=fixed_now or utcnow()):
             logger.warning("Skipped notification %d: the lease of sender %r expired before sending.", message.id, owner)
             continue
-        if _attempt(root, catalog, message, owner=owner, now=fixed_now):
+        target = (message.channel, message.target)
+        if target in failed_targets:
+            # A server that failed or hung once in this call is not tried again before the
+            # backoff, so one dead webhook costs one timeout per call, not one per message.
+            error = f"not sent: an earlier send to this target in the same round failed ({failed_targets[target]})"
+            _record_failure(catalog, message, owner=owner, error=error, now=fixed_now or utcnow())
+            continue
+        outcome = _attempt(root, catalog, message, owner=owner, now=fixed_now)
+        if outcome is None:
             delivered += 1
+        else:
+            failed_targets[target] = outcome
     return delivered
 
 
@@ -390,17 +407,17 @@ def _renew_lease(catalog: Catalog, message_id: int, *, owner: str, now: dt.datet
     return result.rowcount == 1
 
 
-def _attempt(root: Path, catalog: Catalog, message: _Message, *, owner: str, now: dt.datetime | None) -> bool:
-    """Send one claimed message and record the outcome. Return whether it was delivered."""
+def _attempt(root: Path, catalog: Catalog, message: _Message, *, owner: str, now: dt.datetime | None) -> str | None:
+    """Send one claimed message and record the outcome. Return None if delivered, else the error."""
     secrets: list[str] = []
     try:
         _send(root, message, secrets)
     except (_DeliveryError, OSError, smtplib.SMTPException, http.client.HTTPException, ValueError) as error:
         text = _scrub(_describe(error), secrets)
         _record_failure(catalog, message, owner=owner, error=text, now=now or utcnow())
-        return False
+        return text
     _record_delivery(catalog, message, owner=owner, now=now or utcnow())
-    return True
+    return None
 
 
 def _send(root: Path, message: _Message, secrets: list[str]) -> None:
@@ -544,9 +561,27 @@ def _email_message(message: _Message, *, sender: str) -> EmailMessage:
     return email
 
 
+def _raw_credentials(url: str) -> list[str]:
+    """Return the password of a URL as written: the text between the first ``:`` after ``://`` and the host.
+
+    A password that contains ``/`` or ``@`` without percent-encoding confuses URL parsers, which
+    then report a wrong password or none; these raw pieces are redacted from messages as well.
+    """
+    _, separator, rest = url.partition("://")
+    authority = rest.split("?", 1)[0]
+    if not separator or "@" not in authority:
+        return []
+    userinfo = authority.rsplit("@", 1)[0]
+    if ":" not in userinfo:
+        return []
+    password = userinfo.split(":", 1)[1]
+    return [password] if password else []
+
+
 def _parse_smtp_url(url: str, secrets: list[str]) -> _SmtpServer:
     """Parse ``smtp_url``, or raise ``_DeliveryError`` naming the redacted URL if it is invalid."""
-    display_url = _redact_url(url)
+    secrets.extend(_raw_credentials(url))
+    display_url = _scrub(url, secrets)
     invalid = f"invalid smtp_url {display_url!r}: expected {_SMTP_URL_FORM}"
     try:
         parts = urllib.parse.urlsplit(url)
@@ -558,6 +593,7 @@ def _parse_smtp_url(url: str, secrets: list[str]) -> _SmtpServer:
     password = urllib.parse.unquote(parts.password) if parts.password is not None else None
     if password:
         secrets.append(password)
+    secrets.extend(_raw_credentials(url))
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
         raise _DeliveryError(invalid)
     unknown = sorted(set(query) - {"from", "starttls"})
@@ -589,14 +625,34 @@ def _parse_flag(text: str, invalid: str) -> bool:
     raise _DeliveryError(f"{invalid} (starttls must be true or false, got {text!r})")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Treat redirects as failures: urllib would repeat a redirected POST as a GET without a body."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        raise _DeliveryError(f"webhook {_redact_url(req.full_url)} redirected (HTTP {code}) to {_redact_url(newurl)}; use that URL")
+
+
+def _json_safe(value: Any) -> Any:
+    """Return ``value`` with NaN and infinite floats as strings, which strict JSON parsers accept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _post_webhook(message: _Message) -> None:
     url = message.target
-    data = json.dumps({"text": f"{message.subject}\n{message.body}", **message.payload}).encode("utf-8")
+    body = _json_safe({"text": f"{message.subject}\n{message.body}", **message.payload})
+    data = json.dumps(body, allow_nan=False).encode("utf-8")
     request = urllib.request.Request(
         url, data=data, method="POST", headers={"Content-Type": "application/json", "User-Agent": "raise-jupyter"}
     )
+    opener = urllib.request.build_opener(_NoRedirect)
     try:
-        with urllib.request.urlopen(request, timeout=SEND_TIMEOUT_S) as response:
+        with opener.open(request, timeout=SEND_TIMEOUT_S) as response:
             status, reason = response.status, response.reason
     except urllib.error.HTTPError as error:
         error.close()
@@ -616,11 +672,12 @@ def _redact_url(text: str) -> str:
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:
-    text = _redact_url(text)
-    for secret in secrets:
+    # Secrets first, longest first: the URL pattern below would otherwise cut a password that
+    # contains "@" in two and leave its second half.
+    for secret in sorted(secrets, key=len, reverse=True):
         for form in {secret, urllib.parse.quote(secret, safe="")}:
             text = text.replace(form, "***")
-    return text
+    return _redact_url(text)
 
 
 def _describe(error: object) -> str:

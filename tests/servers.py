@@ -97,6 +97,8 @@ class WebhookHandler(http.server.BaseHTTPRequestHandler):
             self.server.content_types.append(self.headers["Content-Type"])
             status = self.server.statuses.popleft() if self.server.statuses else 200
         self.send_response(status)
+        if 300 <= status < 400:
+            self.send_header("Location", self.server.url + "/moved")
         self.send_header("Content-Length", "0")
         self.end_headers()
 

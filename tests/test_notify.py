@@ -456,3 +456,56 @@ def test_smtp_password_never_logged(
     assert "cannot connect to SMTP server" in errors[1]
     assert "starttls must be true or false, got 'maybe'" in errors[2]
     assert "use smtps:// or starttls=true, not both" in errors[3]
+
+
+@pytest.mark.parametrize("password", ["hun/ter2secret", "hu@nter2secret", "pw:zz/qq@yysecret"])
+def test_unencoded_password_never_logged(
+    root: Path, catalog: Catalog, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, password: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("RAISE_SMTP_URL", f"smtp://bob:{password}@127.0.0.1:{free_port()}")
+    enqueue(catalog, parse_targets("team@example.com"), subject="s", body="b", payload={})
+
+    assert deliver_due(root, catalog, owner="worker-1") == 0
+
+    error = only(catalog)["last_error"]
+    for piece in {password, password.split("@")[-1], password.split("/")[-1], "secret"}:
+        assert piece not in error
+        assert piece not in caplog.text
+
+
+def test_webhook_credentials_rejected() -> None:
+    with pytest.raises(DefinitionError, match=r"user names and passwords in webhook URLs are not supported"):
+        parse_targets(f"https://user:{PASSWORD}@hooks.example.com/x")
+
+
+def test_webhook_redirect_not_delivered(root: Path, catalog: Catalog, webhook: WebhookServer) -> None:
+    webhook.statuses.extend([302])
+    enqueue(catalog, parse_targets(webhook.url), subject="s", body="b", payload={})
+
+    assert deliver_due(root, catalog, owner="worker-1") == 0
+
+    assert "redirected (HTTP 302)" in only(catalog)["last_error"]
+    assert len(webhook.bodies) == 1  # the redirect was not followed
+
+
+def test_webhook_body_strict_json(root: Path, catalog: Catalog, webhook: WebhookServer) -> None:
+    payload = {"values": {"max": float("inf"), "min": float("-inf"), "avg": float("nan"), "p50": 1.5}}
+    enqueue(catalog, parse_targets(webhook.url), subject="s", body="b", payload=payload)
+
+    assert deliver_due(root, catalog, owner="worker-1") == 1
+
+    assert webhook.bodies[0]["values"] == {"max": "inf", "min": "-inf", "avg": "nan", "p50": 1.5}
+
+
+def test_failing_target_tried_once_per_round(root: Path, catalog: Catalog, webhook: WebhookServer) -> None:
+    webhook.statuses.extend([500, 500, 500])
+    for _ in range(3):
+        enqueue(catalog, parse_targets([webhook.url, "log"]), subject="s", body="b", payload={})
+
+    delivered = deliver_due(root, catalog, owner="worker-1")
+
+    assert delivered == 3  # the log messages
+    assert len(webhook.bodies) == 1
+    assert [m["attempts"] for m in pending(catalog)] == [1, 1, 1]
+    assert "an earlier send to this target in the same round failed" in pending(catalog)[-1]["last_error"]
