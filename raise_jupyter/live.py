@@ -80,7 +80,11 @@ class LiveTable:
 
     def read(self) -> QueryResult:
         """Return the stored result (empty before the first refresh or without data)."""
-        return QueryResult(read_table(self._store.root, self._row()))
+        try:
+            return QueryResult(read_table(self._store.root, self._row()))
+        except FileNotFoundError:
+            # A refresh replaced the file between reading the row and opening the file.
+            return QueryResult(read_table(self._store.root, self._row()))
 
     def to_pandas(self) -> pandas.DataFrame:
         return self.read().to_pandas()
@@ -213,15 +217,25 @@ def refresh(store: FeatureStore, table_id: int, *, due_at: dt.datetime | None) -
         raise
 
     with store._catalog.write() as conn:
-        now = utcnow()
-        conn.execute(
-            tables.live_tables.update()
-            .where(tables.live_tables.c.id == table_id)
-            .values(current_path=relative, rows=table.num_rows, table_version=result.version, refreshed_at=now)
-        )
-        _finish_refresh(conn, refresh_id, status="succeeded", rows=table.num_rows, path=relative, version=result.version)
+        current = conn.execute(
+            sa.select(tables.live_tables.c.table_version).where(tables.live_tables.c.id == table_id)
+        ).scalar()
+        superseded = current is not None and result.version < current
+        if superseded:
+            # A slower refresh finished after one that read a newer table version: keep the newer.
+            _finish_refresh(conn, refresh_id, status="superseded", rows=table.num_rows, version=result.version)
+        else:
+            conn.execute(
+                tables.live_tables.update()
+                .where(tables.live_tables.c.id == table_id)
+                .values(current_path=relative, rows=table.num_rows, table_version=result.version, refreshed_at=utcnow())
+            )
+            _finish_refresh(conn, refresh_id, status="succeeded", rows=table.num_rows, path=relative, version=result.version)
     _remove_files(store.root, table_id, keep=_recent_paths(store, table_id))
-    logger.info("Refreshed live table %s: %d rows from version %d", row.name, table.num_rows, result.version)
+    if superseded:
+        logger.info("Dropped refresh of live table %s from version %d; version %d is newer", row.name, result.version, current)
+    else:
+        logger.info("Refreshed live table %s: %d rows from version %d", row.name, table.num_rows, result.version)
     return table.num_rows
 
 
@@ -264,15 +278,19 @@ def _write_file(root: Path, table_id: int, table: pa.Table) -> str:
 
 
 def _recent_paths(store: FeatureStore, table_id: int) -> set[str]:
+    """Return the files to keep: the current one and those of the latest successful refreshes."""
     runs = tables.live_refreshes
     with store._catalog.read() as conn:
+        current = conn.execute(
+            sa.select(tables.live_tables.c.current_path).where(tables.live_tables.c.id == table_id)
+        ).scalar()
         paths = conn.execute(
             sa.select(runs.c.path)
             .where(runs.c.live_table_id == table_id, runs.c.status == "succeeded")
             .order_by(runs.c.id.desc())
             .limit(FILES_KEPT)
         ).scalars()
-        return {p for p in paths if p}
+        return {p for p in [current, *paths] if p}
 
 
 def _remove_files(root: Path, table_id: int, *, keep: set[str]) -> None:

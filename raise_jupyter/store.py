@@ -514,7 +514,10 @@ class FeatureStore:
                 cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(group.name)} AS {view_sql}")
                 versions[group.name] = version
             for name, live_sql in self._live_views(referenced, lowered):
-                cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS {live_sql}")
+                try:
+                    cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS {live_sql}")
+                except duckdb.IOException:
+                    raise QueryError(f"Live table {name!r} was replaced while the query started; run it again.") from None
             try:
                 table = cursor.execute(query).to_arrow_table()
             except duckdb.CatalogException as error:

@@ -157,3 +157,24 @@ def test_delete_removes_files_and_schedule(fs: FeatureStore, signals) -> None:
     assert scheduler.task_info(open_catalog(fs.root), "live_table", table._id) is None
     with pytest.raises(NotFoundError, match="Live table 'daily_metrics' not found"):
         fs.get_live_table("daily_metrics")
+
+
+def test_slow_refresh_of_older_version_dropped(fs: FeatureStore, signals, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = signals.create_live_table("daily_metrics", DAILY_CLICKS)
+    ingest_day(signals, 1, [1])
+    old_version = signals.version
+    analyze = type(signals).analyze
+
+    def analyze_old_version(self, analysis, *, as_of=None):
+        return analyze(self, analysis, as_of=old_version)
+
+    ingest_day(signals, 2, [5])
+    for _ in range(live.FILES_KEPT + 1):
+        table.refresh()  # reads the newest version
+    monkeypatch.setattr(type(signals), "analyze", analyze_old_version)
+    table.refresh()  # a refresh that read the older version finishes last
+    monkeypatch.undo()
+
+    assert table.read().to_pandas()["sum"].tolist() == [1, 5]
+    assert table.history()["status"].tolist()[0] == "superseded"
+    assert fs.sql("SELECT sum(sum) AS total FROM daily_metrics").to_arrow().column("total").to_pylist() == [6]

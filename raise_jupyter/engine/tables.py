@@ -174,7 +174,8 @@ live_refreshes = sa.Table(
     sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-    # "running", "succeeded" or "failed".
+    # "running", "succeeded", "failed", or "superseded" when a refresh of a newer table version
+    # finished first and this result was dropped.
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("rows", sa.BigInteger, nullable=True),
     sa.Column("path", sa.String(600), nullable=True),
