@@ -348,7 +348,13 @@ def evaluate(store: FeatureStore, alert_id: int) -> Evaluation:
     analysis = analysis_from_spec(row.analysis)
     condition = condition_from_spec(row.condition)
 
-    result = group.analyze(analysis)
+    try:
+        result = group.analyze(analysis)
+    except (NotFoundError, DefinitionError) as error:
+        # The feature or a group_by column was deleted or changed since the alert was created.
+        # The alert shows no data (a change from firing notifies) instead of failing each run.
+        logger.warning("Alert %s cannot run its analysis: %s", row.name, error)
+        return _apply(store, alert_id, NO_DATA, {}, [], group.version, problem=str(error))
     values = _series_values(result)
     has_rows = group.count(as_of=result.version) > 0
     previous_values = (row.last_values or {}).get("values", {})
@@ -390,7 +396,14 @@ def _number(value: Any) -> float | None:
 
 
 def _apply(
-    store: FeatureStore, alert_id: int, state: str, values: dict[str, float | None], firing: list[str], version: int
+    store: FeatureStore,
+    alert_id: int,
+    state: str,
+    values: dict[str, float | None],
+    firing: list[str],
+    version: int,
+    *,
+    problem: str | None = None,
 ) -> Evaluation:
     """Record an evaluation and queue notifications, in one transaction."""
     alerts = tables.alerts
@@ -406,6 +419,8 @@ def _apply(
             return Evaluation(previous or NO_DATA, previous, values, firing, version, notified=False)
 
         message = _message(row.name, state, previous, values, firing, row.condition)
+        if problem is not None:
+            message = f"Alert {row.name} cannot run its analysis: {problem} Fix the alert with replace=True or delete it."
         conn.execute(
             alerts.update()
             .where(alerts.c.id == alert_id)
@@ -421,7 +436,11 @@ def _apply(
         notified = _notifies(previous, state)
         if notified:
             payload = {"alert": row.name, "namespace": row.namespace, "state": state, "previous_state": previous, "values": values}
-            subject = f"[Raise] {row.name} is {state.replace('_', ' ')}" if state == FIRING else f"[Raise] {row.name} recovered ({state})"
+            subject = {
+                FIRING: f"[Raise] {row.name} is firing",
+                OK: f"[Raise] {row.name} recovered (ok)",
+                NO_DATA: f"[Raise] {row.name} stopped firing: no data",
+            }[state]
             notify.enqueue(conn, notify.parse_targets(row.notify), subject=subject, body=message, payload=payload)
 
     logger.info("Alert %s evaluated: %s (was %s) at version %d", row.name, state, previous, version)

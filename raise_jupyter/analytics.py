@@ -162,6 +162,11 @@ def _metric_sql(metric: str, dtype: DType) -> str:
         return f"quantile_cont({number}, {fraction!r})"
     if metric == "sum":
         return f"CAST(sum({number}) AS BIGINT)" if dtype.name.startswith("int") or dtype.name == "bool" else f"sum({number})"
+    if metric in ("stddev", "variance") and dtype.name.startswith("float"):
+        # DuckDB raises "out of range" when a value is NaN or infinite; numpy and pandas give NaN.
+        function = "stddev_samp" if metric == "stddev" else "var_samp"
+        finite = f"{function}(CASE WHEN isfinite({value}) THEN {value} END)"
+        return f"CASE WHEN count(*) FILTER (WHERE NOT isfinite({value})) > 0 THEN 'NaN'::DOUBLE ELSE {finite} END"
     simple = {
         "count": f"count({value})",
         "count_distinct": f"count(DISTINCT {value})",
@@ -218,7 +223,10 @@ def _distribution(group: FeatureGroup, plan: _Plan, analysis: Distribution) -> p
         return _histogram(group, plan, analysis, f"CAST({quote(plan.feature)} AS DOUBLE)")
     if dtype.kind in ("vector", "list") and dtype.element is not None and dtype.element.is_numeric:
         vector = f"CAST({quote(plan.feature)} AS DOUBLE[])"
-        return _histogram(group, plan, analysis, f"sqrt(list_inner_product({vector}, {vector}))")
+        # Null elements add nothing to the norm, and an empty list has norm 0.
+        squares = f"list_sum(list_transform({vector}, lambda e: e * e))"
+        norm = f"CASE WHEN {vector} IS NULL THEN NULL ELSE sqrt(coalesce({squares}, 0)) END"
+        return _histogram(group, plan, analysis, norm)
     raise DefinitionError(
         f"Distribution does not apply to {plan.feature!r} of dtype {dtype}; for times, count rows per "
         "day with Aggregation(feature, metrics=['count'], group_by=['date'])."

@@ -214,7 +214,7 @@ def _parse_interval(text: str) -> int:
     number, unit = match.groups()
     if unit not in _UNIT_ALIASES:
         raise _InvalidSpec(f"unit {unit!r} is not one of s, m, h or d")
-    if not number.isdigit():
+    if not (number.isascii() and number.isdigit()):
         raise _InvalidSpec(f"interval {number!r} is not a whole number")
 
     seconds = int(number) * _UNIT_SECONDS[_UNIT_ALIASES[unit]]
@@ -270,7 +270,7 @@ def _parse_item(item: str, name: str, low: int, high: int, names: dict[str, int]
     base, slash, step_text = item.partition("/")
     step = 1
     if slash:
-        if not step_text.isdigit() or int(step_text) == 0:
+        if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
             raise _InvalidSpec(f"step {step_text!r} in the {name} field must be a positive whole number")
         step = int(step_text)
 
@@ -292,7 +292,7 @@ def _parse_item(item: str, name: str, low: int, high: int, names: dict[str, int]
 def _parse_value(text: str, name: str, low: int, high: int, names: dict[str, int]) -> int:
     if text in names:
         return names[text]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise _InvalidSpec(f"{text!r} in the {name} field is not a number")
     value = int(text)
     if not low <= value <= high:

@@ -62,8 +62,9 @@ def _make_root(root: Path) -> None:
         ) from None
 
 
-def open_catalog(root: Path) -> Catalog:
+def open_catalog(root: str | os.PathLike[str]) -> Catalog:
     """Return this process's catalog connection of a store root, migrating it if needed."""
+    root = Path(root)
     _make_root(root)
     url = _catalog_url(root)
     with _catalogs_lock:

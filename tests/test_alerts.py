@@ -348,3 +348,18 @@ def test_background_delivery_after_evaluation(fs: FeatureStore, signals, smtp, m
         time.sleep(0.05)
     assert [m["Subject"] for m in smtp.messages] == ["[Raise] ctr-drop is firing"]
     assert notify.pending(open_catalog(fs.root)) == []
+
+
+def test_deleted_feature_gives_no_data(fs: FeatureStore, signals, caplog: pytest.LogCaptureFixture) -> None:
+    alert = fs.create_alert("ctr-drop", AVG_CTR, Condition.LESS_THAN(0.01), notify=["log"], on_ingest=False)
+    ingest_ctr(signals, 0)
+    assert alert.evaluate().state == "firing"
+    signals.delete_feature("ctr")
+
+    evaluation = alert.evaluate()
+    ran = scheduler.run_due(fs.root, owner="test", now=utcnow() + dt.timedelta(hours=2))
+
+    assert (evaluation.state, evaluation.notified) == ("no_data", True)
+    assert "cannot run its analysis" in alert.history()["message"].tolist()[0]
+    assert ran == 1
+    assert scheduler.task_info(open_catalog(fs.root), "alert", alert._id)["last_status"] == "succeeded"

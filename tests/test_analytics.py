@@ -278,3 +278,26 @@ def test_rich_display_has_chart(signals) -> None:
 def test_bad_metric_lists(metrics: object) -> None:
     with pytest.raises(DefinitionError, match="metric"):
         Aggregation("clicks", metrics)
+
+
+def test_stddev_with_nan_or_infinity_is_nan(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("floats")
+    group.create_feature("x", dtype="float64")
+    group.ingest({"x": pa_floats([1.0, 2.0, math.inf])})
+
+    result = group.analyze(Aggregation("x", ["stddev", "variance", "max", "count"]))
+
+    assert math.isnan(result["stddev"])
+    assert math.isnan(result["variance"])
+    assert result["max"] == math.inf
+    assert result["count"] == 3
+
+
+def test_vector_norms_with_null_elements_and_empty_lists(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("lists")
+    group.create_feature("v", dtype="list<float64>")
+    group.ingest({"v": [[3.0, None, 4.0], [], None, [6.0, 8.0]]})
+
+    result = group.analyze(Distribution("v", bins=[0, 1, 20]))
+
+    assert result.values["count"] == {"[0, 1)": 1, "[1, 20]": 2}

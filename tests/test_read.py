@@ -178,6 +178,16 @@ def test_read_compacted_version_gone(group) -> None:
     assert group.count() == 10
 
 
+def test_compact_short_retention_keeps_recent_files(group) -> None:
+    first = group.ingest(_batch(0, 5))
+    group.ingest(_batch(5, 5))
+
+    metrics = group.compact(retention=dt.timedelta(minutes=59))
+
+    assert metrics["files_deleted"] == 0
+    assert group.count(as_of=first.version) == 5
+
+
 def test_history_names_operations(group) -> None:
     group.create_feature("shares", dtype="int64")
     group.ingest(_batch(0, 3))

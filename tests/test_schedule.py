@@ -219,3 +219,8 @@ def test_interval_without_number(spec: str, expected: str) -> None:
 def test_unit_word_without_number_rejected() -> None:
     with pytest.raises(DefinitionError, match="an interval must be written as 'every' and a number with a unit"):
         Schedule("every fortnight")
+
+
+def test_non_ascii_digits_rejected() -> None:
+    with pytest.raises(DefinitionError, match="is not a number"):
+        Schedule("² * * * *")

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import shutil
 import threading
 import uuid
@@ -206,7 +207,8 @@ def compact(path: Path, *, retention: dt.timedelta) -> dict[str, int]:
     """
     with _latest_table(path) as table:
         metrics = table.optimize.compact(writer_properties=_COMPACT_PROPERTIES, commit_properties=_operation("COMPACT"))
-        hours = max(0, int(retention.total_seconds() // 3600))
+        # vacuum() takes whole hours; rounding up never deletes a file younger than ``retention``.
+        hours = max(0, math.ceil(retention.total_seconds() / 3600))
         removed = table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
         summary = {
             "files_merged": int(metrics.get("numFilesRemoved", 0)),
