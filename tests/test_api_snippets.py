@@ -284,7 +284,8 @@ def test_section_4_after_ingest() -> None:
     _run(SECTION_4_SETUP)
     FeatureStore("acme/mlplatform/recommendation").get_feature_group("user-signals").ingest(SIGNALS)
 
-    scope = _run(SECTION_4_SETUP + SECTION_4)
+    with pytest.warns(RaiseWarning, match="No SMTP server is configured"):
+        scope = _run(SECTION_4_SETUP + SECTION_4)
 
     fs = FeatureStore("acme/mlplatform/recommendation")
     assert scope["result"]["avg"] == pytest.approx((0 + 1 / 200) / 2)
@@ -297,7 +298,8 @@ def test_section_4_after_ingest() -> None:
 
 
 def test_end_to_end_example_before_and_after_data() -> None:
-    _run(END_TO_END)
+    with pytest.warns(RaiseWarning, match="No SMTP server is configured"):
+        _run(END_TO_END)
     _run(END_TO_END)
     fs = FeatureStore("acme/ml/engagement")
     group = fs.get_feature_group("user-signals")
