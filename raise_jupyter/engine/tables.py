@@ -230,3 +230,51 @@ outbox = sa.Table(
     sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
 )
+
+# -- inference and transform jobs (revision 0008) ------------------------------------------------
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("namespace", sa.String(400), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    # FeatureGroupSource, transform and Target specs, as JSON.
+    sa.Column("sources", sa.JSON, nullable=False),
+    sa.Column("transform", sa.JSON, nullable=False),
+    sa.Column("target", sa.JSON, nullable=False),
+    # A normalized Schedule string; NULL for jobs that run only when asked.
+    sa.Column("schedule", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("namespace", "name", name="uq_jobs_namespace_name"),
+)
+
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "job_id",
+        sa.Integer,
+        sa.ForeignKey("jobs.id", ondelete="CASCADE", name="fk_job_runs_job_id"),
+        nullable=False,
+    ),
+    # "running", "succeeded", "failed" or "cancelled".
+    sa.Column("status", sa.String(16), nullable=False),
+    # "full" or "incremental" (only source rows written since the last successful run).
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("rows_total", sa.BigInteger, nullable=True),
+    sa.Column("rows_done", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("device", sa.String(64), nullable=True),
+    # Highest _raise_seq read from each source group, by group name; the next incremental run
+    # reads only rows above it.
+    sa.Column("source_positions", sa.JSON, nullable=True),
+    sa.Column("target_version", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("worker", sa.String(200), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
