@@ -461,7 +461,7 @@ class FeatureGroup:
 
     # -- ingest -----------------------------------------------------------------------------
 
-    def ingest(self, data: Any) -> IngestResult:
+    def ingest(self, data: Any, *, mode: str = "append") -> IngestResult:
         """Append rows to the group's table in one commit; on any error nothing is written.
 
         Parameters
@@ -478,11 +478,17 @@ class FeatureGroup:
         pandas' NaN marks a missing value and arrives as null. Keys and event time must not be
         null. A group with no features yet gets them inferred from the data (with a warning).
 
+        With ``mode="upsert"``, a row whose keys and event time equal a stored row's replaces
+        it in the same commit instead of being added; the data must then have no two rows with
+        equal keys and event time.
+
         Returns
         -------
         IngestResult
             Rows written and the table version holding them.
         """
+        if mode not in ("append", "upsert"):
+            raise DefinitionError(f"mode must be 'append' or 'upsert', got {mode!r}.")
         table = sources.to_arrow_table(data)
         record, records = self._load()
         if table.num_rows == 0 and table.num_columns == 0:
@@ -501,12 +507,15 @@ class FeatureGroup:
         if record.event_time:
             conform.check_not_null(conformed, [record.event_time], role="event time")
 
+        upsert_on = self._upsert_columns(record, conformed) if mode == "upsert" else None
         if inferred:
             self._register_inferred(inferred)
             record, records = self._load()
             layout = definitions.layout_of(record, records)
         try:
-            version, batch = self._append(conformed, layout, supplied=table.column_names, tie_columns=_tie_columns(record))
+            version, batch = self._append(
+                conformed, layout, supplied=table.column_names, tie_columns=_tie_columns(record), upsert_on=upsert_on
+            )
         except BaseException:
             if inferred:
                 self._unregister_inferred(inferred)
@@ -516,6 +525,17 @@ class FeatureGroup:
         logger.info("Ingested %d rows into %s (version %d)", table.num_rows, self.name, version)
         self._evaluate_alerts()
         return IngestResult(self.name, table.num_rows, version, [f.name for f in inferred])
+
+    def _upsert_columns(self, record: GroupRecord, conformed: pa.Table) -> list[str]:
+        """Return the columns an upsert matches rows on: keys and event time, unique in the data."""
+        if not record.keys:
+            raise DefinitionError(f"Upserts into {self.name!r} need keys; set them with group.set_keys(...).")
+        columns = [*record.keys, *([record.event_time] if record.event_time else [])]
+        if sortkey.has_ties(conformed, columns):
+            raise IngestError(
+                f"Upsert data for {self.name!r} has several rows with equal {', '.join(columns)}; keep one row each."
+            )
+        return columns
 
     def _evaluate_alerts(self) -> None:
         """Evaluate the on-ingest alerts of this group, if it has any (errors are only logged)."""
@@ -576,7 +596,13 @@ class FeatureGroup:
                     self._catalog.delete_feature(conn, record.id)
 
     def _append(
-        self, conformed: pa.Table, layout: reader.GroupLayout, *, supplied: list[str], tie_columns: list[str] | None
+        self,
+        conformed: pa.Table,
+        layout: reader.GroupLayout,
+        *,
+        supplied: list[str],
+        tie_columns: list[str] | None,
+        upsert_on: list[str] | None = None,
     ) -> tuple[int, int]:
         """Commit ``conformed`` as one batch and return the table version and the batch number.
 
@@ -586,7 +612,7 @@ class FeatureGroup:
         batch = self._catalog.begin_ingest(self._id, conformed.num_rows)
         check = _TieCheck(conformed, tie_columns)
         try:
-            version = self._commit(conformed, layout, batch, supplied)
+            version = self._commit(conformed, layout, batch, supplied, upsert_on)
         except BaseException:
             self._catalog.finish_ingest(self._id, batch, status="failed", table_version=None, **check.result())
             raise
@@ -662,7 +688,9 @@ class FeatureGroup:
                 "dtype by another process during this ingest; nothing was written. Ingest again."
             )
 
-    def _commit(self, conformed: pa.Table, layout: reader.GroupLayout, batch: int, supplied: list[str]) -> int:
+    def _commit(
+        self, conformed: pa.Table, layout: reader.GroupLayout, batch: int, supplied: list[str], upsert_on: list[str] | None = None
+    ) -> int:
         seq = offline.seq_values(batch, conformed.num_rows)
         feature_of_column = {layout.column(name): name for name in conformed.column_names}
         # NOTE: a definition change that lands between this check and the Delta commit still
@@ -690,6 +718,8 @@ class FeatureGroup:
             schema = pa.schema([pa.field(n, _storage_type(t)) for n, t in columns.items()])
             data = pa.Table.from_arrays(arrays, schema=schema)
             try:
+                if upsert_on is not None:
+                    return offline.merge(self._path, data, batch, on=[layout.column(name) for name in upsert_on])
                 return offline.append(self._path, data, batch)
             except offline.CommitFailedError as error:
                 if attempt == _COMMIT_ATTEMPTS:

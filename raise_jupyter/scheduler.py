@@ -61,7 +61,7 @@ DEFAULT_POLL_INTERVAL_S = 1.0
 MAX_ERROR_CHARS = 4000
 
 # Modules that register the handlers of the built-in kinds when imported.
-_HANDLER_MODULES = {"alert": "raise_jupyter.alerts", "live_table": "raise_jupyter.live"}
+_HANDLER_MODULES = {"alert": "raise_jupyter.alerts", "live_table": "raise_jupyter.live", "job": "raise_jupyter.jobs"}
 _NOTIFY_MODULE = "raise_jupyter.notify"
 
 _handlers: dict[str, Handler] = {}

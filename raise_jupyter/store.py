@@ -29,6 +29,7 @@ from raise_jupyter.training import TrainingData, get_training_data
 
 if TYPE_CHECKING:
     from raise_jupyter.alerts import Alert
+    from raise_jupyter.jobs import Job
     from raise_jupyter.live import LiveTable
 
 __all__ = ["FeatureStore"]
@@ -390,6 +391,64 @@ class FeatureStore:
         from raise_jupyter import live
 
         return live.list_live_tables(self)
+
+    def create_job(
+        self,
+        name: str,
+        sources: Any,
+        transform: Any,
+        target: Any,
+        schedule: Any = None,
+        *,
+        replace: bool = False,
+    ) -> Job:
+        """Define a job that transforms source groups into a target group, such as an embedding job.
+
+        Parameters
+        ----------
+        name
+            Job name, unique in the namespace.
+        sources
+            ``FeatureGroupSource`` objects (one for embeddings and Python functions, any number
+            for ``sql_transform``).
+        transform
+            ``embedding_inference(...)``, ``sql_transform(...)`` or ``python_transform(...)``.
+        target
+            ``Target(feature_group=..., mode="upsert")``; the group is created when missing, with
+            the first source's keys and event time.
+        schedule
+            A ``Schedule`` or schedule string for runs by ``raise worker`` or
+            ``fs.start_scheduler()``. Scheduled runs process only the rows written since the last
+            successful run. None (the default) runs only on ``job.run()``.
+        replace
+            Redefine an existing job of that name; an identical definition returns it unchanged.
+
+        Examples
+        --------
+        >>> job = fs.create_job(
+        ...     name="generate_embeddings",
+        ...     sources=[FeatureGroupSource(group="user-profiles")],
+        ...     transform=embedding_inference("hf://sentence-transformers/all-MiniLM-L6-v2", "bio", "bio_embedding"),
+        ...     target=Target(feature_group="user-embeddings"),
+        ... )  # doctest: +SKIP
+        >>> job.run().wait().status  # doctest: +SKIP
+        'succeeded'
+        """
+        from raise_jupyter import jobs
+
+        return jobs.create_job(self, name, sources, transform, target, schedule, replace=replace)
+
+    def get_job(self, name: str) -> Job:
+        """Return the job called ``name``."""
+        from raise_jupyter import jobs
+
+        return jobs.get_job(self, name)
+
+    def list_jobs(self) -> list[Job]:
+        """Return the jobs of this namespace, sorted by name."""
+        from raise_jupyter import jobs
+
+        return jobs.list_jobs(self)
 
     def start_scheduler(self, *, poll_interval: float = 1.0) -> Any:
         """Run due alert evaluations, live-table refreshes and notifications in a background thread.

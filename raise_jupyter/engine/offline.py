@@ -97,6 +97,33 @@ def append(path: Path, data: pa.Table, batch: int) -> int:
     return _find_batch_version(path, batch)
 
 
+def merge(path: Path, data: pa.Table, batch: int, *, on: list[str]) -> int:
+    """Replace the rows of ``data`` whose ``on`` columns match a stored row, insert the others.
+
+    Runs as one Delta commit (MERGE), tagged with ``batch`` like an append, and returns the table
+    version it created. ``data`` must not contain two rows with equal ``on`` values.
+    """
+    from raise_jupyter.engine.duck import quote
+
+    predicate = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in on)
+    properties = CommitProperties(custom_metadata={BATCH_METADATA_KEY: str(batch), OPERATION_METADATA_KEY: "UPSERT"})
+    with _latest_table(path) as table:
+        (
+            table.merge(
+                source=data,
+                predicate=predicate,
+                source_alias="s",
+                target_alias="t",
+                writer_properties=_APPEND_PROPERTIES,
+                commit_properties=properties,
+            )
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+    return _find_batch_version(path, batch)
+
+
 def _commit_infos(path: Path) -> Iterator[tuple[int, dict[str, object]]]:
     """Yield (version, commitInfo) of every commit in the log, newest first.
 
@@ -248,6 +275,7 @@ __all__ = [
     "create_table",
     "delete_table",
     "latest_version",
+    "merge",
     "seq_values",
     "table_files",
 ]
