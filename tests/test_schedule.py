@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -190,6 +191,14 @@ def test_schedule_constructors_and_equality() -> None:
         ("every 30", r"'every' and a number with a unit"),
         ("", r"the schedule is empty"),
         ("weekly", r"'weekly' in the minute field is not a number|five fields"),
+        ("CRON_TZ=Europe/Berlin every 30s", r"so it takes no time zone. Remove 'CRON_TZ=Europe/Berlin'"),
+        ("CRON_TZ= 0 2 * * *", r"the time zone after 'CRON_TZ=' is empty"),
+        ("CRON_TZ=Europe/Berlin", r"no schedule follows the time zone 'Europe/Berlin'"),
+        ("CRON_TZ=Europe/Berlin   ", r"no schedule follows the time zone 'Europe/Berlin'"),
+        ("CRON_TZ=Mars/Olympus 0 2 * * *", r"time zone 'Mars/Olympus' is not in the IANA time zone database"),
+        ("TZ=../etc/passwd daily", r"time zone '../etc/passwd' is not in the IANA time zone database"),
+        ("CRON_TZ=europe/berlin daily", r"IANA names are case-sensitive, so write 'Europe/Berlin'"),
+        ("CRON_TZ=Europe/Berlin 0 24 * * *", r"hour 24 is out of range 0-23"),
     ],
 )
 def test_invalid_schedule_raises(spec: str, reason: str) -> None:
@@ -224,3 +233,378 @@ def test_unit_word_without_number_rejected() -> None:
 def test_non_ascii_digits_rejected() -> None:
     with pytest.raises(DefinitionError, match="is not a number"):
         Schedule("² * * * *")
+
+
+# -- constructors -------------------------------------------------------------------------------
+
+BERLIN = "Europe/Berlin"
+NEW_YORK = "America/New_York"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "normalized"),
+    [
+        (Schedule.hourly(), "hourly"),
+        (Schedule.hourly(minute=0), "hourly"),
+        (Schedule.hourly(minute=30), "30 * * * *"),
+        (Schedule.daily(), "daily"),
+        (Schedule.daily(hour=0, minute=0), "daily"),
+        (Schedule.daily(hour=2), "0 2 * * *"),
+        (Schedule.daily(hour=23, minute=59), "59 23 * * *"),
+        (Schedule.weekly(day="monday"), "0 0 * * 1"),
+        (Schedule.weekly(day="Sun", hour=6, minute=5), "5 6 * * 0"),
+        (Schedule.weekly(day=" SATURDAY ", hour=12), "0 12 * * 6"),
+        (Schedule.weekly(day=0), "0 0 * * 0"),
+        (Schedule.every(minutes=15), "every 15m"),
+        (Schedule.every(minutes=15, timezone="UTC"), "every 15m"),
+        (Schedule.cron("0 2 * * *"), "0 2 * * *"),
+        (Schedule.hourly(timezone="Asia/Kolkata"), "CRON_TZ=Asia/Kolkata hourly"),
+        (Schedule.daily(timezone=BERLIN), "CRON_TZ=Europe/Berlin daily"),
+        (Schedule.daily(hour=2, timezone=BERLIN), "CRON_TZ=Europe/Berlin 0 2 * * *"),
+        (Schedule.daily(hour=2, timezone=ZoneInfo(BERLIN)), "CRON_TZ=Europe/Berlin 0 2 * * *"),
+        (Schedule.weekly(day="fri", hour=9, timezone=NEW_YORK), "CRON_TZ=America/New_York 0 9 * * 5"),
+        (Schedule.cron("0 2 * * MON", timezone=BERLIN), "CRON_TZ=Europe/Berlin 0 2 * * mon"),
+        # UTC and its aliases store no time zone.
+        (Schedule.daily(hour=2, timezone="UTC"), "0 2 * * *"),
+        (Schedule.cron("0 2 * * *", timezone="Etc/UTC"), "0 2 * * *"),
+    ],
+)
+def test_constructor_normalized_spec(schedule: Schedule, normalized: str) -> None:
+    assert str(schedule) == normalized
+
+
+def test_constructor_equalities() -> None:
+    assert Schedule.weekly(day="sunday") == Schedule("@weekly")
+    assert Schedule.weekly(day=1) == Schedule.weekly(day="Monday") == Schedule.weekly(day="mon")
+    assert Schedule.daily(hour=2, timezone="UTC") == Schedule.daily(hour=2)
+    assert Schedule.daily(hour=2, timezone=BERLIN) != Schedule.daily(hour=2)
+    assert Schedule.daily(hour=2, timezone=BERLIN) != Schedule.daily(hour=2, timezone=NEW_YORK)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "after", "expected"),
+    [
+        (Schedule.hourly(minute=15), utc(2024, 1, 31, 10, 15), utc(2024, 1, 31, 11, 15)),
+        (Schedule.hourly(minute=15), utc(2024, 1, 31, 10, 14, 59), utc(2024, 1, 31, 10, 15)),
+        (Schedule.daily(hour=2), utc(2024, 1, 31, 2, 0), utc(2024, 2, 1, 2, 0)),
+        (Schedule.daily(hour=2, minute=30), utc(2024, 1, 31, 1, 0), utc(2024, 1, 31, 2, 30)),
+        (Schedule.every(minutes=15), utc(2024, 1, 31, 10, 7), utc(2024, 1, 31, 10, 15)),
+        (Schedule.every(hours=1, timezone="UTC"), utc(2024, 1, 31, 10, 7), utc(2024, 1, 31, 11, 0)),
+        # 2024-02-02 is a Friday.
+        (Schedule.weekly(day="friday", hour=9), utc(2024, 2, 2, 9, 0), utc(2024, 2, 9, 9, 0)),
+        (Schedule.weekly(day="friday", hour=9), utc(2024, 2, 2, 8, 59), utc(2024, 2, 2, 9, 0)),
+        (Schedule.weekly(day=1), utc(2024, 2, 2, 0, 0), utc(2024, 2, 5, 0, 0)),
+        (Schedule.cron("0 2 * * *"), utc(2024, 1, 31, 3, 0), utc(2024, 2, 1, 2, 0)),
+        # Asia/Kolkata is UTC+05:30 all year.
+        (Schedule.hourly(timezone="Asia/Kolkata"), utc(2024, 1, 1, 0, 0), utc(2024, 1, 1, 0, 30)),
+        (Schedule.daily(hour=9, timezone="Asia/Kolkata"), utc(2024, 1, 1, 0, 0), utc(2024, 1, 1, 3, 30)),
+        # Berlin is UTC+1 (CET) in winter and UTC+2 (CEST) in summer.
+        (Schedule.daily(hour=2, timezone=BERLIN), utc(2024, 1, 14, 12, 0), utc(2024, 1, 15, 1, 0)),
+        (Schedule.daily(hour=2, timezone=BERLIN), utc(2024, 7, 14, 12, 0), utc(2024, 7, 15, 0, 0)),
+        # The Berlin day starts at 23:00 UTC in winter, so a Monday in Berlin starts on Sunday in UTC.
+        (Schedule.weekly(day="mon", hour=0, timezone=BERLIN), utc(2024, 2, 2, 0, 0), utc(2024, 2, 4, 23, 0)),
+        (Schedule.cron("0 9 * * 1-5", timezone=NEW_YORK), utc(2024, 2, 2, 15, 0), utc(2024, 2, 5, 14, 0)),
+    ],
+)
+def test_constructor_next_after(schedule: Schedule, after: dt.datetime, expected: dt.datetime) -> None:
+    result = schedule.next_after(after)
+
+    assert result == expected
+    assert result.tzinfo == UTC
+
+
+# -- time zones and DST -------------------------------------------------------------------------
+#
+# Europe/Berlin in 2024: on March 31 at 01:00 UTC the clocks jump from 02:00 CET to 03:00 CEST,
+# and on October 27 at 01:00 UTC they go back from 03:00 CEST to 02:00 CET.
+
+
+@pytest.mark.parametrize(
+    ("schedule", "after", "expected"),
+    [
+        # Gap: 02:00 and 02:30 do not exist, so they run at the first valid instant, 03:00 CEST.
+        (Schedule.daily(hour=2, timezone=BERLIN), utc(2024, 3, 30, 12, 0), utc(2024, 3, 31, 1, 0)),
+        (Schedule.daily(hour=2, timezone=BERLIN), utc(2024, 3, 31, 0, 59, 59, 999_999), utc(2024, 3, 31, 1, 0)),
+        (Schedule.daily(hour=2, timezone=BERLIN), utc(2024, 3, 31, 1, 0), utc(2024, 4, 1, 0, 0)),
+        (Schedule.daily(hour=2, minute=30, timezone=BERLIN), utc(2024, 3, 31, 0, 0), utc(2024, 3, 31, 1, 0)),
+        (Schedule.daily(hour=3, timezone=BERLIN), utc(2024, 3, 31, 0, 0), utc(2024, 3, 31, 1, 0)),
+        (
+            Schedule.weekly(day="sunday", hour=2, minute=30, timezone=BERLIN),
+            utc(2024, 3, 24, 12, 0),
+            utc(2024, 3, 31, 1, 0),
+        ),
+        # Overlap: 02:00 runs at its first occurrence (CEST) only, not again at 02:00 CET.
+        (Schedule.daily(hour=2, timezone=BERLIN), utc(2024, 10, 26, 12, 0), utc(2024, 10, 27, 0, 0)),
+        (Schedule.daily(hour=2, timezone=BERLIN), utc(2024, 10, 27, 0, 0), utc(2024, 10, 28, 1, 0)),
+        (Schedule.daily(hour=2, minute=30, timezone=BERLIN), utc(2024, 10, 27, 0, 29), utc(2024, 10, 27, 0, 30)),
+        (Schedule.daily(hour=2, minute=30, timezone=BERLIN), utc(2024, 10, 27, 0, 30), utc(2024, 10, 28, 1, 30)),
+        (Schedule.cron("*/15 2 * * *", timezone=BERLIN), utc(2024, 10, 27, 0, 50), utc(2024, 10, 28, 1, 0)),
+        # From inside the second occurrence (02:10 CET), the 02:15 to 02:45 that already ran are skipped.
+        (Schedule.cron("*/15 2 * * *", timezone=BERLIN), utc(2024, 10, 27, 1, 10), utc(2024, 10, 28, 1, 0)),
+        (Schedule.daily(hour=3, timezone=BERLIN), utc(2024, 10, 27, 0, 0), utc(2024, 10, 27, 2, 0)),
+        # A schedule that runs every hour follows elapsed time: it skips the gap ...
+        (Schedule.hourly(timezone=BERLIN), utc(2024, 3, 31, 0, 0), utc(2024, 3, 31, 1, 0)),
+        (Schedule.hourly(minute=30, timezone=BERLIN), utc(2024, 3, 31, 0, 30), utc(2024, 3, 31, 1, 30)),
+        # ... and runs at both occurrences of the overlap.
+        (Schedule.hourly(timezone=BERLIN), utc(2024, 10, 27, 0, 0), utc(2024, 10, 27, 1, 0)),
+        (Schedule.cron("*/15 * * * *", timezone=BERLIN), utc(2024, 10, 27, 0, 50), utc(2024, 10, 27, 1, 0)),
+        (Schedule.cron("*/15 * * * *", timezone=BERLIN), utc(2024, 10, 27, 1, 50), utc(2024, 10, 27, 2, 0)),
+        # America/New_York: the 2024 gap is 02:00-03:00 on March 10, the overlap 01:00-02:00 on November 3.
+        (Schedule.daily(hour=2, timezone=NEW_YORK), utc(2024, 3, 9, 12, 0), utc(2024, 3, 10, 7, 0)),
+        (Schedule.daily(hour=2, timezone=NEW_YORK), utc(2024, 3, 10, 7, 0), utc(2024, 3, 11, 6, 0)),
+        (Schedule.daily(hour=1, minute=30, timezone=NEW_YORK), utc(2024, 11, 2, 12, 0), utc(2024, 11, 3, 5, 30)),
+        (Schedule.daily(hour=1, minute=30, timezone=NEW_YORK), utc(2024, 11, 3, 5, 30), utc(2024, 11, 4, 6, 30)),
+        # Australia/Lord_Howe shifts by 30 minutes: 02:00-02:30 is skipped on 2024-10-06.
+        (
+            Schedule.daily(hour=2, minute=15, timezone="Australia/Lord_Howe"),
+            utc(2024, 10, 5, 0, 0),
+            utc(2024, 10, 5, 15, 30),
+        ),
+        # Pacific/Apia skipped all of 2011-12-30 when it moved from UTC-10 to UTC+14.
+        (Schedule.cron("0 12 30 12 *", timezone="Pacific/Apia"), utc(2011, 12, 29, 0, 0), utc(2011, 12, 30, 10, 0)),
+    ],
+)
+def test_time_zone_dst_changes(schedule: Schedule, after: dt.datetime, expected: dt.datetime) -> None:
+    result = schedule.next_after(after)
+
+    assert result == expected
+    assert result.tzinfo == UTC
+
+
+def test_time_zone_next_after_accepts_local_input() -> None:
+    second_two_thirty = dt.datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=ZoneInfo(BERLIN))
+
+    assert Schedule.hourly(timezone=BERLIN).next_after(second_two_thirty) == utc(2024, 10, 27, 2, 0)
+    assert Schedule.daily(hour=2, timezone=BERLIN).next_after(second_two_thirty) == utc(2024, 10, 28, 1, 0)
+
+
+WallPredicate = Callable[[dt.datetime], bool]
+MINUTE = dt.timedelta(minutes=1)
+
+
+def _expected_zoned_due_times(
+    zone: ZoneInfo, matches: WallPredicate, every_hour: bool, start: dt.datetime, end: dt.datetime
+) -> list[dt.datetime]:
+    """List the UTC minutes in (start, end) that are due by the rules of the module docstring.
+
+    A minute is due when its wall-clock time matches and is not a repeat, or when it ends a DST
+    gap that skipped a matching wall-clock time. A schedule that runs every hour is due at each
+    minute whose wall-clock time matches.
+    """
+    due = []
+    minute = start + MINUTE
+    while minute < end:
+        local = minute.astimezone(zone)
+        wall = local.replace(tzinfo=None, fold=0)
+        if every_hour:
+            is_due = matches(wall)
+        else:
+            skipped = _skipped_walls((minute - MINUTE).astimezone(zone).replace(tzinfo=None, fold=0), wall)
+            is_due = (matches(wall) and local.fold == 0) or any(matches(skip) for skip in skipped)
+        if is_due:
+            due.append(minute)
+        minute += MINUTE
+    return due
+
+
+def _skipped_walls(previous: dt.datetime, current: dt.datetime) -> list[dt.datetime]:
+    walls = []
+    wall = previous + MINUTE
+    while wall < current:
+        walls.append(wall)
+        wall += MINUTE
+    return walls
+
+
+# A week around each 2024 DST change of the zone.
+DST_WEEKS = {
+    BERLIN: [utc(2024, 3, 27), utc(2024, 10, 23)],
+    NEW_YORK: [utc(2024, 3, 7), utc(2024, 10, 31)],
+    "Australia/Lord_Howe": [utc(2024, 4, 3), utc(2024, 10, 2)],
+    # Santiago changes at local midnight: 00:00 back to 23:00 in April, 00:00 to 01:00 in September.
+    "America/Santiago": [utc(2024, 4, 3), utc(2024, 9, 4)],
+}
+
+ZONED_BRUTE_FORCE_CASES: list[tuple[str, Schedule, WallPredicate, bool]] = [
+    (BERLIN, Schedule.daily(hour=2, timezone=BERLIN), lambda w: (w.hour, w.minute) == (2, 0), False),
+    (BERLIN, Schedule.daily(hour=2, minute=30, timezone=BERLIN), lambda w: (w.hour, w.minute) == (2, 30), False),
+    (BERLIN, Schedule.cron("*/15 2-3 * * *", timezone=BERLIN), lambda w: w.minute % 15 == 0 and w.hour in (2, 3), False),
+    (
+        BERLIN,
+        Schedule.weekly(day="sunday", hour=2, minute=45, timezone=BERLIN),
+        lambda w: (w.hour, w.minute) == (2, 45) and w.weekday() == 6,
+        False,
+    ),
+    (BERLIN, Schedule.hourly(timezone=BERLIN), lambda w: w.minute == 0, True),
+    (BERLIN, Schedule.cron("*/20 * * * *", timezone=BERLIN), lambda w: w.minute % 20 == 0, True),
+    (NEW_YORK, Schedule.daily(hour=1, minute=30, timezone=NEW_YORK), lambda w: (w.hour, w.minute) == (1, 30), False),
+    (NEW_YORK, Schedule.daily(hour=2, minute=10, timezone=NEW_YORK), lambda w: (w.hour, w.minute) == (2, 10), False),
+    (
+        "Australia/Lord_Howe",
+        Schedule.cron("*/10 1-2 * * *", timezone="Australia/Lord_Howe"),
+        lambda w: w.minute % 10 == 0 and w.hour in (1, 2),
+        False,
+    ),
+    ("America/Santiago", Schedule.daily(timezone="America/Santiago"), lambda w: (w.hour, w.minute) == (0, 0), False),
+    (
+        "America/Santiago",
+        Schedule.cron("30 23 * * *", timezone="America/Santiago"),
+        lambda w: (w.hour, w.minute) == (23, 30),
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("zone_name", "schedule", "matches", "every_hour"),
+    ZONED_BRUTE_FORCE_CASES,
+    ids=[str(case[1]) for case in ZONED_BRUTE_FORCE_CASES],
+)
+def test_time_zone_matches_brute_force(
+    zone_name: str, schedule: Schedule, matches: WallPredicate, every_hour: bool
+) -> None:
+    zone = ZoneInfo(zone_name)
+    for start in DST_WEEKS[zone_name]:
+        end = start + dt.timedelta(days=7)
+        expected = _expected_zoned_due_times(zone, matches, every_hour, start, end)
+        assert expected, f"The predicate of {schedule} matches nothing from {start}; the case tests nothing."
+
+        # next_after from the start and the middle of every minute up to the last due time.
+        minute = start
+        while minute < expected[-1]:
+            following = next(due for due in expected if due > minute)
+            assert schedule.next_after(minute) == following, f"{schedule} after {minute.isoformat()}"
+            assert schedule.next_after(minute + dt.timedelta(seconds=30)) == following, f"{schedule} after {minute}+30s"
+            minute += MINUTE
+
+
+def test_time_zone_due_times_strictly_increase() -> None:
+    for schedule in (Schedule.hourly(timezone=BERLIN), Schedule.daily(hour=2, timezone=BERLIN)):
+        due = utc(2024, 3, 29)
+        seen = []
+        while due < utc(2024, 4, 2):
+            due = schedule.next_after(due)
+            seen.append(due)
+
+        assert seen == sorted(set(seen)), str(schedule)
+
+
+# -- round trips --------------------------------------------------------------------------------
+
+ROUND_TRIP_SCHEDULES = [
+    Schedule("hourly"),
+    Schedule("daily"),
+    Schedule("every 30s"),
+    Schedule("every 90m"),
+    Schedule("@weekly"),
+    Schedule("*/15 9-17 * * mon-fri"),
+    Schedule.hourly(minute=5),
+    Schedule.daily(hour=2),
+    Schedule.weekly(day="friday", hour=18, minute=30),
+    Schedule.every(minutes=15),
+    Schedule.cron("0 0 1 jan,jul *"),
+    Schedule.hourly(timezone="Asia/Kolkata"),
+    Schedule.daily(timezone=BERLIN),
+    Schedule.daily(hour=2, timezone=BERLIN),
+    Schedule.weekly(day="mon", hour=9, timezone=NEW_YORK),
+    Schedule.cron("*/10 1-2 * * *", timezone="Australia/Lord_Howe"),
+    Schedule.cron("0 3 * * *", timezone="America/Argentina/Buenos_Aires"),
+]
+
+
+@pytest.mark.parametrize("schedule", ROUND_TRIP_SCHEDULES, ids=[str(schedule) for schedule in ROUND_TRIP_SCHEDULES])
+def test_round_trip_through_string(schedule: Schedule) -> None:
+    parsed = Schedule(str(schedule))
+
+    assert parsed == schedule
+    assert str(parsed) == str(schedule)
+    assert parse_schedule(str(schedule)) == schedule
+    assert parsed.timezone == schedule.timezone
+    assert parsed.next_after(utc(2024, 3, 30, 23, 0)) == schedule.next_after(utc(2024, 3, 30, 23, 0))
+
+
+@pytest.mark.parametrize(
+    ("spec", "normalized"),
+    [
+        ("CRON_TZ=Europe/Berlin 0 2 * * *", "CRON_TZ=Europe/Berlin 0 2 * * *"),
+        ("  cron_tz=Europe/Berlin   0 2 * * SUN ", "CRON_TZ=Europe/Berlin 0 2 * * sun"),
+        ("TZ=Europe/Berlin @daily", "CRON_TZ=Europe/Berlin daily"),
+        ("CRON_TZ=Europe/Berlin Hourly", "CRON_TZ=Europe/Berlin hourly"),
+        ("CRON_TZ=UTC 0 2 * * *", "0 2 * * *"),
+        ("CRON_TZ=Etc/UTC every 30s", "every 30s"),
+    ],
+)
+def test_time_zone_spec_normalized(spec: str, normalized: str) -> None:
+    assert str(Schedule(spec)) == normalized
+
+
+def test_timezone_property() -> None:
+    assert Schedule.daily(hour=2, timezone=BERLIN).timezone == BERLIN
+    assert Schedule.daily(hour=2).timezone is None
+    assert Schedule.daily(hour=2, timezone="UTC").timezone is None
+    assert Schedule.every(minutes=5).timezone is None
+
+
+# -- invalid arguments --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Schedule.daily(hour=24), "Invalid hour 24: expected a whole number from 0 to 23."),
+        (lambda: Schedule.daily(hour=-1), "Invalid hour -1: expected a whole number from 0 to 23."),
+        (lambda: Schedule.daily(hour=2.5), "Invalid hour 2.5: expected a whole number from 0 to 23."),
+        (lambda: Schedule.daily(hour="2"), "Invalid hour '2': expected a whole number from 0 to 23."),
+        (lambda: Schedule.daily(hour=True), "Invalid hour True: expected a whole number from 0 to 23."),
+        (lambda: Schedule.daily(minute=60), "Invalid minute 60: expected a whole number from 0 to 59."),
+        (lambda: Schedule.hourly(minute=-1), "Invalid minute -1: expected a whole number from 0 to 59."),
+        (lambda: Schedule.weekly(day="monday", hour=24), "Invalid hour 24: expected a whole number from 0 to 23."),
+        (
+            lambda: Schedule.weekly(day="funday"),
+            (
+                "Invalid day 'funday': expected a weekday name such as 'monday' or 'mon', "
+                "or a number from 0 (Sunday) to 6 (Saturday)."
+            ),
+        ),
+        (lambda: Schedule.weekly(day=7), "Invalid day 7: expected a weekday name"),
+        (lambda: Schedule.weekly(day=-1), "Invalid day -1: expected a weekday name"),
+        (lambda: Schedule.weekly(day=None), "Invalid day None: expected a weekday name"),  # type: ignore[arg-type]
+        (
+            lambda: Schedule.daily(hour=2, timezone="Europe/Berlyn"),
+            (
+                "Invalid timezone: time zone 'Europe/Berlyn' is not in the IANA time zone database. "
+                "Use a name such as 'Europe/Berlin' or 'America/New_York'."
+            ),
+        ),
+        (
+            lambda: Schedule.daily(timezone="europe/berlin"),
+            (
+                "Invalid timezone: time zone 'europe/berlin' is not found. "
+                "IANA names are case-sensitive, so write 'Europe/Berlin'."
+            ),
+        ),
+        (lambda: Schedule.hourly(timezone=""), "Invalid timezone: time zone '' is not in the IANA time zone database"),
+        (
+            lambda: Schedule.cron("0 2 * * *", timezone="/etc/localtime"),
+            "Invalid timezone: time zone '/etc/localtime' is not in the IANA time zone database",
+        ),
+        (
+            lambda: Schedule.weekly(day="mon", timezone=dt.timezone.utc),  # type: ignore[arg-type]
+            "Invalid timezone datetime.timezone.utc: expected an IANA time zone name such as 'Europe/Berlin'",
+        ),
+        (
+            lambda: Schedule.every(minutes=15, timezone=BERLIN),
+            (
+                "Invalid timezone 'Europe/Berlin' for Schedule.every: an interval is aligned to the Unix epoch "
+                "and is due at the same instants in every time zone. Remove timezone="
+            ),
+        ),
+        (
+            lambda: Schedule.every(minutes=15, timezone="Nowhere/City"),
+            "Invalid timezone: time zone 'Nowhere/City' is not in the IANA time zone database",
+        ),
+    ],
+)
+def test_invalid_constructor_arguments(make: Callable[[], Schedule], message: str) -> None:
+    with pytest.raises(DefinitionError, match=re.escape(message)):
+        make()
