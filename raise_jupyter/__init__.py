@@ -29,11 +29,14 @@ from raise_jupyter.analysis import Aggregation, Distribution
 from raise_jupyter.conditions import Condition
 from raise_jupyter.feature import Feature
 from raise_jupyter.group import FeatureGroup
+from raise_jupyter.inference import GPUType
+from raise_jupyter.jobs import FeatureGroupSource, Job, JobRun, Target
 from raise_jupyter.results import AnalysisResult, IngestResult, QueryResult
 from raise_jupyter.schedule import Schedule
 from raise_jupyter.online import OnlineFeatures
 from raise_jupyter.store import FeatureStore
 from raise_jupyter.training import TrainingData
+from raise_jupyter.transforms import embedding_inference, python_transform, sql_transform
 
 __version__ = "0.1.0"
 
@@ -48,9 +51,13 @@ __all__ = [
     "Distribution",
     "Feature",
     "FeatureGroup",
+    "FeatureGroupSource",
+    "GPUType",
     "FeatureStore",
     "IngestError",
     "IngestResult",
+    "Job",
+    "JobRun",
     "NotFoundError",
     "OnlineFeatures",
     "QueryError",
@@ -59,6 +66,10 @@ __all__ = [
     "RaiseWarning",
     "Schedule",
     "StoreError",
+    "Target",
     "TrainingData",
     "__version__",
+    "embedding_inference",
+    "python_transform",
+    "sql_transform",
 ]
