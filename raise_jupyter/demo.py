@@ -76,6 +76,7 @@ def run_demo(root: Path | None = None) -> Iterator[str]:
     )
 
     yield from _analytics_steps(fs, flights)
+    yield from _embedding_steps(root)
 
 
 def _analytics_steps(fs: FeatureStore, flights) -> Iterator[str]:
@@ -100,3 +101,53 @@ def _analytics_steps(fs: FeatureStore, flights) -> Iterator[str]:
     )
     evaluation = alert.evaluate()
     yield f"Alert {alert.name!r}: {evaluation.state} (p99 delay {evaluation.values['p99']:.0f} min, fires above 300)"
+
+
+EMBEDDING_NAMESPACE = "demo/packages"
+EMBEDDED_SUMMARIES = 2_000
+SUMMARIES_FILE = Path(__file__).with_name("data") / "pypi_package_summaries.csv"
+
+
+def _embedding_steps(root: Path | None) -> Iterator[str]:
+    """Embed PyPI package summaries with an inference job and search them, if torch is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        yield "Skipped the embedding job: install the inference extra, pip install 'raise-jupyter[inference]'."
+        return
+
+    import numpy as np
+    import pandas as pd
+
+    from raise_jupyter.inference import load_embedding_model
+    from raise_jupyter.jobs import FeatureGroupSource, Target
+    from raise_jupyter.transforms import embedding_inference
+
+    fs = FeatureStore(EMBEDDING_NAMESPACE, root=root)
+    for name in ("packages", "package-embeddings"):
+        fs.delete_feature_group(name, missing_ok=True)
+    summaries = pd.read_csv(SUMMARIES_FILE, nrows=EMBEDDED_SUMMARIES)
+    packages = fs.create_feature_group("packages", keys="package", description="Most-downloaded PyPI packages")
+    packages.create_features_from_schema({"package": "string", "download_rank": "int64", "summary": "string"})
+    packages.ingest(summaries[["package", "download_rank", "summary"]].fillna({"summary": ""}))
+
+    model = "hf://sentence-transformers/all-MiniLM-L6-v2"
+    job = fs.create_job(
+        "embed-summaries",
+        [FeatureGroupSource("packages")],
+        embedding_inference(model, "summary", "summary_embedding", batch_size=64),
+        Target("package-embeddings"),
+        replace=True,
+    )
+    run = job.run(full=True).wait()
+    if run.status != "succeeded":
+        yield f"The embedding job {run.status}: {(run.error or '').splitlines()[-1]}"
+        return
+    yield f"Embedding job: {run.progress}"
+
+    table = fs.get_feature_group("package-embeddings").to_arrow(["package", "summary_embedding"])
+    vectors = np.asarray(table.column("summary_embedding").to_pylist(), dtype=np.float32)
+    query = load_embedding_model(model).embed(["HTTP client library"])[0]
+    best = np.argsort(-(vectors @ query))[:5]
+    names = [table.column("package")[int(i)].as_py() for i in best]
+    yield "Packages nearest to 'HTTP client library': " + ", ".join(names)

@@ -567,13 +567,16 @@ def _read_sources(store: FeatureStore, plan: _Plan, full: bool) -> tuple[dict[st
         layout = definitions.layout_of(record, records)
         files = group._files(None, record)
         sql = reader.relation_sql(store.root, layout, files, columns=source.columns, where=source.spec.where, include_seq=True)
-        after = previous.get(group.name)
+        # Positions are kept by table path, which a group created again under the same name
+        # does not share, so its rows are all read again.
+        position_key = record.table_path
+        after = previous.get(position_key)
         if after is not None:
             sql = f"SELECT * FROM ({sql}) AS s WHERE {quote(offline.SEQ_COLUMN)} > {int(after)}"
         table = group._read(sql, None, files.version)
         seq = table.column(offline.SEQ_COLUMN)
         highest = pc.max(seq).as_py() if table.num_rows else None
-        positions[group.name] = max(v for v in (highest, after, -1) if v is not None)
+        positions[position_key] = max(v for v in (highest, after, -1) if v is not None)
         tables_by_group[group.name] = table.drop_columns([offline.SEQ_COLUMN])
     # NOTE: an ingest that took its batch number before this read but commits after it has
     # lower _raise_seq values than rows already read, so an incremental run can miss it.

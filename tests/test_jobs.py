@@ -219,3 +219,18 @@ def test_delete_job_removes_schedule(fs: FeatureStore, profiles) -> None:
 
     assert fs.list_jobs() == []
     assert scheduler.task_info(open_catalog(fs.root), "job", job._id) is None
+
+
+def test_recreated_source_group_is_read_again(fs: FeatureStore, profiles) -> None:
+    add_profiles(profiles, [1, 2])
+    job = fs.create_job("bio-stats", [FeatureGroupSource("user-profiles")], python_transform(bio_length), Target("profile-stats"))
+    job.run().wait(60)
+    fs.delete_feature_group("user-profiles")
+    again = fs.create_feature_group("user-profiles", keys="user_id", event_time="ts")
+    again.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "bio": "string", "age": "int64"})
+    add_profiles(again, [7])
+
+    run = job.run().wait(60)
+
+    assert run.progress.rows_total == 1
+    assert lengths(fs)[7] == 1

@@ -270,8 +270,8 @@ job_runs = sa.Table(
     sa.Column("rows_total", sa.BigInteger, nullable=True),
     sa.Column("rows_done", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("device", sa.String(64), nullable=True),
-    # Highest _raise_seq read from each source group, by group name; the next incremental run
-    # reads only rows above it.
+    # Highest _raise_seq read from each source group, by the group's table path; the next
+    # incremental run reads only rows above it.
     sa.Column("source_positions", sa.JSON, nullable=True),
     sa.Column("target_version", sa.BigInteger, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
