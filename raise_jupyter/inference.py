@@ -519,6 +519,9 @@ def _import_backend() -> tuple[Any, Any]:
             f"Embedding models need torch and transformers ({exc.name or exc} is missing); "
             f"install them with {INSTALL_HINT}."
         ) from exc
+    # Library code prints nothing: transformers 5 draws a progress bar on stderr while it loads
+    # weights, which would end up in notebook cells and worker logs.
+    transformers.utils.logging.disable_progress_bar()
     return torch, transformers
 
 
