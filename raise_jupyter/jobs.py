@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,13 +123,15 @@ class Progress:
     eta_seconds: float | None
     elapsed_seconds: float
     device: str | None
+    phase: str | None = None
 
     def __str__(self) -> str:
         total = f"/{self.rows_total:,}" if self.rows_total is not None else ""
         speed = f", {self.rows_per_second:,.0f} rows/s" if self.rows_per_second else ""
         eta = f", about {self.eta_seconds:,.0f} s left" if self.eta_seconds is not None and self.status == "running" else ""
         device = f" on {self.device}" if self.device else ""
-        return f"{self.status}: {self.rows_done:,}{total} rows{speed}{eta}{device}"
+        phase = f" ({self.phase})" if self.phase and self.status == "running" else ""
+        return f"{self.status}{phase}: {self.rows_done:,}{total} rows{speed}{eta}{device}"
 
 
 @dataclass
@@ -136,6 +139,8 @@ class _RunState:
     """What the run thread updates and readers of the JobRun see, in this process."""
 
     status: str = "running"
+    # "reading sources", "loading model", "transforming" or "writing target", while running.
+    phase: str | None = None
     rows_done: int = 0
     rows_total: int | None = None
     device: str | None = None
@@ -180,7 +185,7 @@ class JobRun:
         eta = None
         if speed and state.rows_total is not None:
             eta = max(state.rows_total - state.rows_done, 0) / speed
-        return Progress(state.status, state.rows_done, state.rows_total, speed, eta, elapsed, state.device)
+        return Progress(state.status, state.rows_done, state.rows_total, speed, eta, elapsed, state.device, state.phase)
 
     def wait(self, timeout: float | None = None) -> JobRun:
         """Block until the run ends or ``timeout`` seconds pass; return the run."""
@@ -323,6 +328,8 @@ def create_job(
         "target": target.to_spec(),
         "schedule": schedule_text,
     }
+    # The same checks as a run's, so a misspelled column fails here and not hours later.
+    _plan(store, SimpleNamespace(id=0, name=job_name, **values), transform)
     job_id = _save(store, job_name, values, replace=replace)
     return Job(store, job_id, transform if isinstance(transform, PythonTransform) else None)
 
@@ -414,8 +421,42 @@ def _plan(store: FeatureStore, row: Any, transform: Transform | None) -> _Plan:
         raise DefinitionError(f"A {transform.kind} job reads exactly one source, got {len(sources)}; use sql_transform to combine groups.")
     if isinstance(transform, EmbeddingInference):
         _check_embedding(sources[0], transform)
+    if isinstance(transform, SqlTransform):
+        _check_sql(store, sources, transform, [*keys, *([record.event_time] if record.event_time else [])])
     _check_target(store, target, transform, keys)
     return _Plan(row.id, row.name, sources, transform, target, keys, record.event_time)
+
+
+def _check_sql(store: FeatureStore, sources: list[_Source], transform: SqlTransform, required: list[str]) -> None:
+    """Plan the query over empty tables of the sources' columns; raise on unknown names or missing keys."""
+    import duckdb
+
+    from raise_jupyter.store import _check_single_select
+
+    _check_single_select(transform.query)
+    empty = {}
+    for source in sources:
+        layout = definitions.layout_of(*source.group._load())
+        empty[source.group.name] = layout.arrow_schema(source.columns).empty_table()
+    cursor = connection(store.root).cursor()
+    try:
+        _register_sources(cursor, empty)
+        columns = [row[0] for row in cursor.execute(f"DESCRIBE {transform.query}").fetchall()]
+    except duckdb.Error as error:
+        raise DefinitionError(f"The sql_transform query is invalid: {str(error).strip().splitlines()[0]}") from None
+    finally:
+        cursor.close()
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DefinitionError(f"The sql_transform query must return the key and event time columns {missing}; select them too.")
+
+
+def _register_sources(cursor: Any, sources: dict[str, pa.Table]) -> None:
+    """Make each source table queryable under its group name."""
+    for index, (name, table) in enumerate(sources.items()):
+        registered = f"__raise_source_{index}"
+        cursor.register(registered, table)
+        cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT * FROM {quote(registered)}")
 
 
 def _check_source(store: FeatureStore, spec: FeatureGroupSource) -> _Source:
@@ -495,11 +536,14 @@ def _execute(store: FeatureStore, run: JobRun, plan: _Plan, full: bool) -> None:
     reporter.start()
     positions: dict[str, int] = {}
     try:
+        run._state.phase = "reading sources"
         tables_by_group, positions = _read_sources(store, plan, full)
         run._state.rows_total = sum(t.num_rows for t in tables_by_group.values())
+        run._state.phase = "transforming"
         output = _transform(store, run, plan, tables_by_group)
         if run._cancel.is_set():
             raise JobCancelled("cancelled")
+        run._state.phase = "writing target"
         run._state.target_version = _write_target(store, plan, output, tables_by_group)
         _finish(store, run, "succeeded", positions=positions)
     except JobCancelled:
@@ -595,6 +639,7 @@ def _transform(store: FeatureStore, run: JobRun, plan: _Plan, sources: dict[str,
 def _embed(run: JobRun, plan: _Plan, transform: EmbeddingInference, source: pa.Table) -> pa.Table:
     from raise_jupyter import inference
 
+    run._state.phase = "loading model"
     model = inference.load_embedding_model(
         transform.model_uri,
         gpu_type=transform.gpu_type,
@@ -604,6 +649,7 @@ def _embed(run: JobRun, plan: _Plan, transform: EmbeddingInference, source: pa.T
         precision=transform.precision,
     )
     run._state.device = model.device
+    run._state.phase = "embedding"
 
     def on_batch(rows: int) -> None:
         run._state.rows_done += rows
@@ -625,10 +671,7 @@ def _run_sql(store: FeatureStore, run: JobRun, transform: SqlTransform, sources:
     _check_single_select(transform.query)
     cursor = connection(store.root).cursor()
     try:
-        for index, (name, table) in enumerate(sources.items()):
-            registered = f"__raise_source_{index}"
-            cursor.register(registered, table)
-            cursor.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT * FROM {quote(registered)}")
+        _register_sources(cursor, sources)
         output = cursor.execute(transform.query).to_arrow_table()
     finally:
         cursor.close()

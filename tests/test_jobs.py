@@ -146,22 +146,29 @@ def test_progress_reported_every_second(fs: FeatureStore, profiles) -> None:
     assert [done for _, done in stamps] == sorted(done for _, done in stamps)
 
 
-def test_checks_before_running(fs: FeatureStore, profiles) -> None:
-    missing_model = embedding_inference("/nonexistent/model", "bio_text", "bio_embedding")
-    job = fs.create_job("embed", [FeatureGroupSource("user-profiles")], missing_model, Target("user-embeddings"))
+def test_checks_at_creation(fs: FeatureStore, profiles) -> None:
+    source = [FeatureGroupSource("user-profiles")]
     with pytest.raises(NotFoundError, match=r"input_column 'bio_text' is not read from group 'user-profiles'\. Columns: user_id, ts, bio, age"):
-        job.run()
-
-    wrong_type = embedding_inference("/nonexistent/model", "age", "age_embedding")
-    job = fs.create_job("embed-age", [FeatureGroupSource("user-profiles")], wrong_type, Target("user-embeddings"))
+        fs.create_job("embed", source, embedding_inference("/nonexistent/model", "bio_text", "bio_embedding"), Target("t"))
     with pytest.raises(DefinitionError, match=r"input_column 'age' has dtype int64; embedding_inference needs a string column"):
-        job.run()
-
-    gone = fs.create_job("gone", [FeatureGroupSource("no-such-group")], sql_transform(LENGTH_SQL), Target("t"))
+        fs.create_job("embed", source, embedding_inference("/nonexistent/model", "age", "age_embedding"), Target("t"))
     with pytest.raises(NotFoundError, match="Feature group 'no-such-group' does not exist"):
-        gone.run()
+        fs.create_job("gone", [FeatureGroupSource("no-such-group")], sql_transform(LENGTH_SQL), Target("t"))
+    with pytest.raises(DefinitionError, match=r"The sql_transform query is invalid: .*boi"):
+        fs.create_job("bad-sql", source, sql_transform('SELECT user_id, ts, length(boi) AS n FROM "user-profiles"'), Target("t"))
+    with pytest.raises(DefinitionError, match=r"must return the key and event time columns \['ts'\]"):
+        fs.create_job("no-ts", source, sql_transform('SELECT user_id, length(bio) AS n FROM "user-profiles"'), Target("t"))
 
-    assert all(len(j.runs()) == 0 for j in fs.list_jobs())
+    assert fs.list_jobs() == []
+
+
+def test_checks_again_before_running(fs: FeatureStore, profiles) -> None:
+    job = fs.create_job("bio-stats", [FeatureGroupSource("user-profiles")], sql_transform(LENGTH_SQL), Target("profile-stats"))
+    profiles.delete_feature("bio")
+
+    with pytest.raises(DefinitionError, match=r"The sql_transform query is invalid: .*\"bio\" not found"):
+        job.run()
+    assert len(job.runs()) == 0
 
 
 @pytest.mark.parametrize(
