@@ -486,12 +486,16 @@ def load_embedding_model(
     _check_pipeline(folder, uri)
     length = _check_max_length(max_length, _max_length_of_folder(folder), _position_limit(folder), uri)
 
-    torch, transformers = _import_backend()
-    device = _choose_device(torch, requested_gpu, strict)
-    _check_precision_on_device(precision, device)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = transformers.AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-    model.eval().to(device)
+    # transformers resolves its classes lazily on first access, and threads that load models at
+    # the same time can see a half-initialized module (AttributeError on AutoTokenizer), so loads
+    # run one at a time.
+    with _LOAD_LOCK:
+        torch, transformers = _import_backend()
+        device = _choose_device(torch, requested_gpu, strict)
+        _check_precision_on_device(precision, device)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = transformers.AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+        model.eval().to(device)
 
     embedding_model = EmbeddingModel(
         uri=uri,
@@ -508,6 +512,9 @@ def load_embedding_model(
     embedding_model.precision = _choose_precision(embedding_model, precision)
     logger.info("Loaded %s on %s in %s", uri, device, embedding_model.precision)
     return embedding_model
+
+
+_LOAD_LOCK = threading.Lock()
 
 
 def _import_backend() -> tuple[Any, Any]:

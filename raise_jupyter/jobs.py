@@ -513,9 +513,14 @@ def _check_target(store: FeatureStore, target: Target, transform: Transform, key
 # -- running ------------------------------------------------------------------------------------
 
 
+# A "running" run whose progress has not been written for this long belongs to a process that died.
+STALE_RUN_S = 30.0
+
+
 def _start_run(store: FeatureStore, job_id: int, job_name: str, *, mode: str, due_at: dt.datetime | None) -> JobRun:
     now = utcnow()
     with store._catalog.write() as conn:
+        _claim_job(conn, job_id, job_name, now)
         result = conn.execute(
             tables.job_runs.insert().values(
                 job_id=job_id, status="running", mode=mode, due_at=due_at, started_at=now, updated_at=now,
@@ -528,6 +533,23 @@ def _start_run(store: FeatureStore, job_id: int, job_name: str, *, mode: str, du
         _active_runs[run_id] = run
     logger.info("Started run %d of job %s (%s)", run_id, job_name, mode)
     return run
+
+
+def _claim_job(conn: sa.Connection, job_id: int, job_name: str, now: dt.datetime) -> None:
+    """Raise ConflictError if a live run of the job exists; mark runs of dead processes abandoned."""
+    runs = tables.job_runs
+    running = conn.execute(sa.select(runs.c.id, runs.c.updated_at).where(runs.c.job_id == job_id, runs.c.status == "running")).all()
+    for run_id, updated in running:
+        if (now - _as_utc(updated)).total_seconds() < STALE_RUN_S:
+            raise ConflictError(
+                f"Job {job_name!r} is already running (run {run_id}); wait for it or cancel it before starting another."
+            )
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(status="failed", finished_at=now, updated_at=now, error="abandoned: the process running it stopped reporting progress")
+        )
+        logger.warning("Marked run %d of job %s as failed: its process stopped reporting progress", run_id, job_name)
 
 
 def _execute(store: FeatureStore, run: JobRun, plan: _Plan, full: bool) -> None:
@@ -589,11 +611,13 @@ def _finish(store: FeatureStore, run: JobRun, status: str, *, positions: dict[st
 
 
 def _last_positions(store: FeatureStore, job_id: int) -> dict[str, int]:
+    """Return the source positions of the last successful run since the job was last (re)defined."""
     runs = tables.job_runs
     with store._catalog.read() as conn:
+        defined = conn.execute(sa.select(tables.jobs.c.updated_at).where(tables.jobs.c.id == job_id)).scalar()
         positions = conn.execute(
             sa.select(runs.c.source_positions)
-            .where(runs.c.job_id == job_id, runs.c.status == "succeeded")
+            .where(runs.c.job_id == job_id, runs.c.status == "succeeded", runs.c.started_at >= defined)
             .order_by(runs.c.id.desc())
             .limit(1)
         ).scalar()
@@ -617,6 +641,14 @@ def _read_sources(store: FeatureStore, plan: _Plan, full: bool) -> tuple[dict[st
         after = previous.get(position_key)
         if after is not None:
             sql = f"SELECT * FROM ({sql}) AS s WHERE {quote(offline.SEQ_COLUMN)} > {int(after)}"
+        if plan.target.mode == "upsert":
+            # Rows with equal keys and event time would replace each other in the target anyway:
+            # keep the one ingested last, before any work is spent on the others.
+            partition = ", ".join(quote(c) for c in [*(record.keys or []), *([record.event_time] if record.event_time else [])])
+            sql = (
+                f"SELECT * FROM ({sql}) AS d QUALIFY row_number() OVER "
+                f"(PARTITION BY {partition} ORDER BY {quote(offline.SEQ_COLUMN)} DESC) = 1"
+            )
         table = group._read(sql, None, files.version)
         seq = table.column(offline.SEQ_COLUMN)
         highest = pc.max(seq).as_py() if table.num_rows else None
@@ -661,7 +693,9 @@ def _embed(run: JobRun, plan: _Plan, transform: EmbeddingInference, source: pa.T
         raise JobCancelled("cancelled") from None
     keep = [*plan.keys, *([plan.event_time] if plan.event_time else [])]
     flat = pa.array(vectors.reshape(-1), pa.float32())
-    embedded = pa.FixedSizeListArray.from_arrays(flat, model.dimension)
+    # A missing text gets a null vector, not the NaN row that embed() returns for it.
+    missing = pa.array([text is None for text in texts], pa.bool_())
+    embedded = pa.FixedSizeListArray.from_arrays(flat, model.dimension, mask=missing)
     return source.select(keep).append_column(transform.output_column, embedded)
 
 
@@ -741,7 +775,8 @@ def run_task(root: Path, target_id: int, due_at: dt.datetime | None) -> None:
     run = _start_run(store, target_id, row.name, mode="incremental", due_at=due_at)
     _execute(store, run, plan, False)
     if run.status != "succeeded":
-        raise RaiseError(f"Run {run.id} of job {row.name!r} {run.status}: {(run.error or '').splitlines()[-1:] or ''}")
+        last_line = (run.error or "").strip().splitlines()[-1:] or [""]
+        raise RaiseError(f"Run {run.id} of job {row.name!r} {run.status}: {last_line[0]}")
 
 
 def _as_utc(value: dt.datetime | None) -> dt.datetime | None:

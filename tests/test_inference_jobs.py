@@ -150,3 +150,19 @@ def test_cancel_embedding_run_within_one_batch(fs: FeatureStore) -> None:
     assert run.status == "cancelled"
     assert run.progress.rows_done <= done_at_cancel + 32
     assert "user-embeddings" not in [g.name for g in fs.list_feature_groups()]
+
+
+def test_missing_text_gives_null_vector(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("user-profiles", keys="user_id")
+    group.create_features_from_schema({"user_id": "int64", "bio": "string"})
+    group.ingest({"user_id": [1, 2, 3], "bio": ["HTTP client", None, ""]})
+    from raise_jupyter import FeatureGroupSource, Target, embedding_inference
+
+    job = fs.create_job("embed", [FeatureGroupSource("user-profiles")], embedding_inference(MODEL, "bio", "bio_embedding"), Target("user-embeddings"))
+    run = job.run().wait(300)
+
+    table = fs.get_feature_group("user-embeddings").to_arrow().sort_by("user_id")
+    assert run.status == "succeeded", run.error
+    assert table.column("bio_embedding").null_count == 1
+    assert table.column("bio_embedding")[1].as_py() is None
+    assert np.isfinite(np.asarray(table.column("bio_embedding")[2].as_py())).all()

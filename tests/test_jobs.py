@@ -241,3 +241,56 @@ def test_recreated_source_group_is_read_again(fs: FeatureStore, profiles) -> Non
 
     assert run.progress.rows_total == 1
     assert lengths(fs)[7] == 1
+
+
+def test_second_run_refused_while_running(fs: FeatureStore, profiles) -> None:
+    add_profiles(profiles, list(range(10)))
+    job = fs.create_job(
+        "bio-stats", [FeatureGroupSource("user-profiles")], python_transform(slow_length, batch_rows=1), Target("profile-stats", mode="append")
+    )
+
+    first = job.run()
+    with pytest.raises(ConflictError, match=r"Job 'bio-stats' is already running \(run \d+\); wait for it or cancel it"):
+        job.run()
+    first.cancel().wait(30)
+
+    assert job.run(full=True).wait(60).status == "succeeded"
+    assert fs.get_feature_group("profile-stats").count() == 10
+
+
+def test_run_of_dead_process_marked_failed(fs: FeatureStore, profiles) -> None:
+    add_profiles(profiles, [1])
+    job = fs.create_job("bio-stats", [FeatureGroupSource("user-profiles")], sql_transform(LENGTH_SQL), Target("profile-stats"))
+    long_ago = utcnow() - dt.timedelta(minutes=5)
+    with open_catalog(fs.root).write() as conn:
+        conn.execute(tables.job_runs.insert().values(job_id=job._id, status="running", mode="full", started_at=long_ago, updated_at=long_ago))
+
+    run = job.run().wait(60)
+
+    history = job.runs()
+    assert run.status == "succeeded"
+    assert history["status"].tolist() == ["succeeded", "failed"]
+    assert "abandoned" in history["error"].tolist()[1]
+
+
+def test_redefined_job_starts_over(fs: FeatureStore, profiles) -> None:
+    add_profiles(profiles, [1, 2, 3])
+    source = FeatureGroupSource("user-profiles", where="user_id >= 3")
+    fs.create_job("bio-stats", [source], sql_transform(LENGTH_SQL), Target("profile-stats")).run().wait(60)
+
+    job = fs.create_job("bio-stats", [FeatureGroupSource("user-profiles")], sql_transform(LENGTH_SQL), Target("profile-stats"), replace=True)
+    run = job.run().wait(60)
+
+    assert run.progress.rows_total == 3
+    assert sorted(lengths(fs)) == [1, 2, 3]
+
+
+def test_upsert_keeps_latest_duplicate_source_row(fs: FeatureStore, profiles) -> None:
+    add_profiles(profiles, [1])
+    profiles.ingest({"user_id": [1], "ts": [dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)], "bio": ["longer bio"], "age": [31]})
+    job = fs.create_job("bio-stats", [FeatureGroupSource("user-profiles")], python_transform(bio_length), Target("profile-stats"))
+
+    run = job.run().wait(60)
+
+    assert run.status == "succeeded", run.error
+    assert lengths(fs) == {1: len("longer bio")}
