@@ -2,9 +2,9 @@
 
 ``job.run()`` checks the sources, columns and target first (before any model loads), then runs
 in a thread of the current process and returns a ``JobRun`` at once. The run reads the source
-rows (in an incremental run only those written since the last successful run, found by their
-``_raise_seq``), transforms them batch by batch with progress and cancellation between batches,
-and writes the whole output to the target in one commit at the end. A cancelled or failed run
+rows; an incremental run reads only those written since the last successful run, found by their
+``_raise_seq``. It transforms them batch by batch with progress and cancellation between
+batches, and writes the whole output to the target in one commit at the end. A cancelled or failed run
 therefore leaves the target as it was. Scheduled runs execute in the scheduler worker.
 """
 
@@ -136,7 +136,7 @@ class Progress:
 
 @dataclass
 class _RunState:
-    """What the run thread updates and readers of the JobRun see, in this process."""
+    """State of a run, updated by its thread and read through the JobRun, in this process."""
 
     status: str = "running"
     # "reading sources", "loading model", "transforming" or "writing target", while running.
@@ -204,7 +204,10 @@ class JobRun:
         import html
 
         progress = self.progress
-        share = progress.rows_done / progress.rows_total if progress.rows_total else (1.0 if self._done.is_set() else 0.0)
+        if progress.rows_total:
+            share = progress.rows_done / progress.rows_total
+        else:
+            share = 1.0 if self._done.is_set() else 0.0
         bar = f'<progress value="{share:.4f}" max="1" style="width: 20em"></progress>'
         error = f"<pre>{html.escape(self.error)}</pre>" if self.error else ""
         return f"<p>Job {html.escape(self.job_name)} run #{self.id}: {bar} {html.escape(str(progress))}</p>{error}"
@@ -553,7 +556,7 @@ def _claim_job(conn: sa.Connection, job_id: int, job_name: str, now: dt.datetime
 
 
 def _execute(store: FeatureStore, run: JobRun, plan: _Plan, full: bool) -> None:
-    """Run a planned job to the end and record the outcome; never raises."""
+    """Run a planned job to the end and record the outcome; errors are recorded, not raised."""
     reporter = threading.Thread(target=_report_progress, args=(store, run), name="raise-job-progress", daemon=True)
     reporter.start()
     positions: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""What a job computes: ``embedding_inference``, ``sql_transform`` and ``python_transform``.
+"""Job transforms: ``embedding_inference``, ``sql_transform`` and ``python_transform``.
 
 A transform is a description stored with its job as JSON (``to_spec``); running it is the job's
 part (``jobs``). ``python_transform`` stores its function as ``module:qualname``, so a scheduled
