@@ -38,7 +38,23 @@ from raise_jupyter.store import FeatureStore
 from raise_jupyter.training import TrainingData
 from raise_jupyter.transforms import embedding_inference, python_transform, sql_transform
 
+from raise_jupyter.active import current_store, use_store
+
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """Register the ``%raise`` and ``%%raise`` magics: ``%load_ext raise_jupyter``."""
+    from raise_jupyter.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """Remove the magics: ``%unload_ext raise_jupyter``."""
+    from raise_jupyter.magics import unload_ipython_extension as unload
+
+    unload(ipython)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -69,7 +85,9 @@ __all__ = [
     "Target",
     "TrainingData",
     "__version__",
+    "current_store",
     "embedding_inference",
     "python_transform",
     "sql_transform",
+    "use_store",
 ]

@@ -544,10 +544,12 @@ class FeatureStore:
 
     # -- SQL --------------------------------------------------------------------------------
 
-    def sql(self, query: str) -> QueryResult:
+    def sql(self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> QueryResult:
         """Run one DuckDB ``SELECT`` query in which every feature group is a table named after it.
 
         Group names contain ``-``, so quote them: ``SELECT avg(ctr) FROM "user-signals"``.
+        Values enter the query only as bound parameters: ``$name`` with a dict for ``params``, or
+        ``?`` with a list.
         Derived features are columns like any other. Each call reads the latest version of each
         group it names, and ``QueryResult.versions`` records which. Statements other than a
         single query (``CREATE``, ``COPY``, ``ATTACH``, several statements) are rejected.
@@ -579,7 +581,7 @@ class FeatureStore:
                 except duckdb.IOException:
                     raise QueryError(f"Live table {name!r} was replaced while the query started; run it again.") from None
             try:
-                table = cursor.execute(query).to_arrow_table()
+                table = cursor.execute(query, params).to_arrow_table() if params is not None else cursor.execute(query).to_arrow_table()
             except duckdb.CatalogException as error:
                 names_text = ", ".join(f'"{g.name}"' for g in groups) or "(none)"
                 live_text = ", ".join(t.name for t in self.list_live_tables()) or "(none)"

@@ -1,0 +1,262 @@
+"""The ``%raise`` line magics and the ``%%raise`` cell magic for IPython and Jupyter.
+
+Load them with ``%load_ext raise_jupyter``. Every magic calls the Python API and does nothing
+more, so a notebook can mix both. Python values enter SQL only as bound parameters: ``{{name}}``
+in a ``%%raise`` cell becomes a DuckDB ``$name`` parameter with the value of ``name``; its text
+is never pasted into the query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from raise_jupyter import active
+from raise_jupyter.errors import RaiseError
+
+logger = logging.getLogger(__name__)
+
+HELP = """Raise magics (load with %load_ext raise_jupyter):
+
+  %raise use NAMESPACE [--root PATH]      make a store active in this kernel
+  %raise groups                           the feature groups of the active store
+  %raise show GROUP                       one group: its features, keys and row count
+  %raise analyze GROUP.FEATURE METRIC ... [--by COLUMN]   an aggregation, such as avg p50 p99
+  %raise dist GROUP.FEATURE [--bins 50]   a distribution
+  %raise alerts | %raise jobs             the alerts or jobs of the active store
+  %raise help                             this text
+
+  %%raise [-o NAME]                       a SQL query; groups are tables by name; {{var}} binds
+  NAME << %%raise ...                     a Python value as a parameter; -o stores the DataFrame
+  %%raise define GROUP [--keys a,b] [--event-time COL] [--online]
+                                          create a group from YAML feature definitions
+"""
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*<<\s*(.*)$")
+
+
+class _Help:
+    """The help text, shown as the cell's output."""
+
+    def __repr__(self) -> str:
+        return HELP
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that raises UsageError instead of exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}. See %raise help.")
+
+
+@magics_class
+class RaiseMagics(Magics):
+    """``%raise`` and ``%%raise``."""
+
+    @line_cell_magic("raise")
+    def raise_magic(self, line: str, cell: str | None = None) -> Any:
+        try:
+            if cell is None:
+                return self._line(line)
+            return self._cell(line, cell)
+        except RaiseError as error:
+            # Raise's errors already name the value and the fix; a traceback adds nothing.
+            raise UsageError(str(error)) from None
+
+    # -- line magics ----------------------------------------------------------------------------
+
+    def _line(self, line: str) -> Any:
+        words = _split(line)
+        if not words or words[0] == "help":
+            return _Help()
+        command, rest = words[0], words[1:]
+        handlers = {
+            "use": self._use,
+            "groups": self._groups,
+            "show": self._show,
+            "analyze": self._analyze,
+            "dist": self._dist,
+            "alerts": lambda args: active.current_store().list_alerts(),
+            "jobs": lambda args: active.current_store().list_jobs(),
+        }
+        if command not in handlers:
+            raise UsageError(f"Unknown %raise command {command!r}. Commands: {', '.join(handlers)}, help.")
+        return handlers[command](rest)
+
+    def _use(self, words: list[str]) -> Any:
+        parser = _Parser(prog="%raise use", add_help=False)
+        parser.add_argument("namespace")
+        parser.add_argument("--root", default=None)
+        args = parser.parse_args(words)
+        return active.use_store(args.namespace, root=args.root)
+
+    def _groups(self, words: list[str]) -> Any:
+        return [group.name for group in active.current_store().list_feature_groups()]
+
+    def _show(self, words: list[str]) -> Any:
+        if len(words) != 1:
+            raise UsageError("Usage: %raise show GROUP")
+        return active.current_store().get_feature_group(words[0])
+
+    def _analyze(self, words: list[str]) -> Any:
+        from raise_jupyter.analysis import Aggregation
+
+        parser = _Parser(prog="%raise analyze", add_help=False)
+        parser.add_argument("feature")
+        parser.add_argument("metrics", nargs="+")
+        parser.add_argument("--by", action="append", default=None)
+        args = parser.parse_args(words)
+        group, feature = _group_and_feature(args.feature)
+        return group.analyze(Aggregation(feature, args.metrics, group_by=args.by))
+
+    def _dist(self, words: list[str]) -> Any:
+        from raise_jupyter.analysis import Distribution
+
+        parser = _Parser(prog="%raise dist", add_help=False)
+        parser.add_argument("feature")
+        parser.add_argument("--bins", type=int, default=50)
+        parser.add_argument("--top", type=int, default=20)
+        args = parser.parse_args(words)
+        group, feature = _group_and_feature(args.feature)
+        return group.analyze(Distribution(feature, args.bins, top=args.top))
+
+    # -- cell magics ----------------------------------------------------------------------------
+
+    def _cell(self, line: str, cell: str) -> Any:
+        assignment = _ASSIGNMENT.match(line)
+        output = None
+        if assignment is not None:
+            output, line = assignment.group(1), assignment.group(2)
+        words = _split(line)
+        if words and words[0] == "define":
+            return self._define(words[1:], cell)
+
+        parser = _Parser(prog="%%raise", add_help=False)
+        parser.add_argument("-o", "--output", default=None)
+        args = parser.parse_args(words)
+        output = args.output or output
+
+        query, params = bind_parameters(cell, self.shell.user_ns)
+        result = active.current_store().sql(query, params or None)
+        if output is not None:
+            self.shell.user_ns[output] = result.to_pandas()
+        return result
+
+    def _define(self, words: list[str], body: str) -> Any:
+        import yaml
+
+        from raise_jupyter.feature import specs_from_document
+
+        parser = _Parser(prog="%%raise define", add_help=False)
+        parser.add_argument("group")
+        parser.add_argument("--keys", default=None)
+        parser.add_argument("--event-time", default=None)
+        parser.add_argument("--online", action="store_true")
+        args = parser.parse_args(words)
+        try:
+            document = yaml.safe_load(body) if body.strip() else {}
+        except yaml.YAMLError as error:
+            raise UsageError(f"The cell is not valid YAML: {error}") from None
+
+        specs = specs_from_document(document or {}, source="The %%raise define cell")
+        keys = args.keys.split(",") if args.keys else None
+        store = active.current_store()
+        group = store.create_feature_group(args.group, keys=keys, event_time=args.event_time, online=args.online)
+        group._define(specs, replace=False)
+        return group
+
+
+def bind_parameters(sql: str, namespace: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Turn each ``{{name}}`` outside strings and comments into ``$name``; return the values.
+
+    Raises UsageError for a name that is not defined in ``namespace``.
+    """
+    pieces: list[str] = []
+    params: dict[str, Any] = {}
+    for text, is_code in _code_and_literals(sql):
+        if not is_code:
+            pieces.append(text)
+            continue
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in namespace:
+                raise UsageError(f"{{{{{name}}}}} names no variable of this kernel; define {name} first.")
+            params[name] = namespace[name]
+            return f"${name}"
+
+        pieces.append(_PLACEHOLDER.sub(replace, text))
+    return "".join(pieces), params
+
+
+def _code_and_literals(sql: str) -> list[tuple[str, bool]]:
+    """Split SQL into (text, is_code) parts; strings, quoted names and comments are not code."""
+    parts: list[tuple[str, bool]] = []
+    start = i = 0
+    while i < len(sql):
+        end = _literal_end(sql, i)
+        if end is None:
+            i += 1
+            continue
+        if i > start:
+            parts.append((sql[start:i], True))
+        parts.append((sql[i:end], False))
+        start = i = end
+    if start < len(sql):
+        parts.append((sql[start:], True))
+    return parts
+
+
+def _literal_end(sql: str, i: int) -> int | None:
+    """Return where a string, quoted name or comment starting at ``i`` ends, or None if none starts."""
+    if sql[i] in "'\"":
+        quote = sql[i]
+        j = i + 1
+        while j < len(sql):
+            if sql[j] == quote:
+                if j + 1 < len(sql) and sql[j + 1] == quote:  # doubled quote inside
+                    j += 2
+                    continue
+                return j + 1
+            j += 1
+        return len(sql)
+    if sql.startswith("--", i):
+        end = sql.find("\n", i)
+        return len(sql) if end == -1 else end
+    if sql.startswith("/*", i):
+        end = sql.find("*/", i + 2)
+        return len(sql) if end == -1 else end + 2
+    return None
+
+
+def _split(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as error:
+        raise UsageError(f"Cannot parse the magic's arguments: {error}.") from None
+
+
+def _group_and_feature(reference: str) -> tuple[Any, str]:
+    group_name, dot, feature = reference.partition(".")
+    if not dot or not feature:
+        raise UsageError(f"Write the feature as GROUP.FEATURE, such as user-signals.ctr; got {reference!r}.")
+    return active.current_store().get_feature_group(group_name), feature
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics with ``ipython``."""
+    ipython.register_magics(RaiseMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the ``raise`` magics from ``ipython``."""
+    magics = ipython.magics_manager.magics
+    for kind in ("line", "cell"):
+        magics[kind].pop("raise", None)
