@@ -250,9 +250,57 @@ def _group_and_feature(reference: str) -> tuple[Any, str]:
     return active.current_store().get_feature_group(group_name), feature
 
 
+COMMANDS = ["use", "groups", "show", "analyze", "dist", "alerts", "jobs", "help"]
+
+
+def complete(line: str, symbol: str) -> list[str]:
+    """Return completions for the word ``symbol`` at the end of a ``%raise`` line.
+
+    The first word completes to a command; after ``show`` a group name; after ``analyze`` and
+    ``dist`` a ``GROUP.FEATURE`` reference; after that reference, metric names.
+    """
+    words = line.split()
+    if words and words[0].lstrip("%") == "raise":
+        words = words[1:]
+    done = words[:-1] if symbol else words
+    if not done:
+        return [c for c in COMMANDS if c.startswith(symbol)]
+    command = done[0]
+    if command in ("show", "dist", "analyze") and len(done) == 1:
+        return _references(symbol, features=command != "show")
+    if command == "analyze" and len(done) >= 2:
+        from raise_jupyter.analysis import METRICS
+
+        metrics = [*METRICS, "p50", "p90", "p95", "p99", "p99.9"]
+        return [m for m in metrics if m.startswith(symbol) and m not in done]
+    return []
+
+
+def _references(prefix: str, *, features: bool) -> list[str]:
+    try:
+        store = active.current_store()
+    except RaiseError:
+        return []
+    group_name, dot, feature_prefix = prefix.partition(".")
+    if not dot or not features:
+        names = [g.name for g in store.list_feature_groups() if g.name.startswith(group_name)]
+        return [f"{name}." if features else name for name in names]
+    try:
+        group = store.get_feature_group(group_name)
+    except RaiseError:
+        return []
+    return [f"{group_name}.{name}" for name in group._layout_names() if name.startswith(feature_prefix)]
+
+
+def _completer(shell: Any, event: Any) -> list[str]:
+    return complete(event.line, event.symbol)
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics with ``ipython``."""
+    """Register the magics and their tab completion with ``ipython``."""
     ipython.register_magics(RaiseMagics)
+    for key in ("%raise", "%%raise", "raise"):
+        ipython.set_hook("complete_command", _completer, str_key=key)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

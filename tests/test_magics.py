@@ -172,3 +172,21 @@ def test_unload_removes_magics(ip) -> None:
     assert "raise" not in ip.magics_manager.magics["line"]
     ip.run_line_magic("load_ext", "raise_jupyter")
     assert "raise" in ip.magics_manager.magics["cell"]
+
+
+def completions(ip, line: str) -> list[str]:
+    import warnings
+
+    with warnings.catch_warnings():
+        # IPython 8 marks complete() as pending deprecation; its replacement is provisional.
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return ip.complete("", line, len(line))[1]
+
+
+def test_complete_commands_groups_features_and_metrics(ip, signals) -> None:
+    assert completions(ip, "%raise sh") == ["show"]
+    assert "user-signals" in completions(ip, "%raise show us")
+    assert completions(ip, "%raise analyze user-signals.cl") == ["user-signals.clicks"]
+    assert "user-signals.impressions" in completions(ip, "%raise dist user-signals.")
+    assert "p99" in completions(ip, "%raise analyze user-signals.clicks avg p9")
+    assert "null_rate" in completions(ip, "%raise analyze user-signals.clicks avg null")
