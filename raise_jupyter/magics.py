@@ -27,6 +27,7 @@ HELP = """Raise magics (load with %load_ext raise_jupyter):
   %raise use NAMESPACE [--root PATH]      make a store active in this kernel
   %raise groups                           the feature groups of the active store
   %raise show GROUP                       one group: its features, keys and row count
+  %raise ingest GROUP VARIABLE [--mode upsert]   ingest a DataFrame (or any ingest input)
   %raise analyze GROUP.FEATURE METRIC ... [--by COLUMN]   an aggregation, such as avg p50 p99
   %raise dist GROUP.FEATURE [--bins 50]   a distribution
   %raise alerts | %raise jobs             the alerts or jobs of the active store
@@ -83,6 +84,7 @@ class RaiseMagics(Magics):
             "show": self._show,
             "analyze": self._analyze,
             "dist": self._dist,
+            "ingest": self._ingest,
             "alerts": lambda args: active.current_store().list_alerts(),
             "jobs": lambda args: active.current_store().list_jobs(),
         }
@@ -104,6 +106,17 @@ class RaiseMagics(Magics):
         if len(words) != 1:
             raise UsageError("Usage: %raise show GROUP")
         return active.current_store().get_feature_group(words[0])
+
+    def _ingest(self, words: list[str]) -> Any:
+        parser = _Parser(prog="%raise ingest", add_help=False)
+        parser.add_argument("group")
+        parser.add_argument("variable")
+        parser.add_argument("--mode", choices=["append", "upsert"], default="append")
+        args = parser.parse_args(words)
+        if args.variable not in self.shell.user_ns:
+            raise UsageError(f"{args.variable!r} names no variable of this kernel; create the DataFrame first.")
+        group = active.current_store().get_feature_group(args.group)
+        return group.ingest(self.shell.user_ns[args.variable], mode=args.mode)
 
     def _analyze(self, words: list[str]) -> Any:
         from raise_jupyter.analysis import Aggregation
@@ -250,7 +263,7 @@ def _group_and_feature(reference: str) -> tuple[Any, str]:
     return active.current_store().get_feature_group(group_name), feature
 
 
-COMMANDS = ["use", "groups", "show", "analyze", "dist", "alerts", "jobs", "help"]
+COMMANDS = ["use", "groups", "show", "ingest", "analyze", "dist", "alerts", "jobs", "help"]
 
 
 def complete(line: str, symbol: str) -> list[str]:
@@ -266,8 +279,8 @@ def complete(line: str, symbol: str) -> list[str]:
     if not done:
         return [c for c in COMMANDS if c.startswith(symbol)]
     command = done[0]
-    if command in ("show", "dist", "analyze") and len(done) == 1:
-        return _references(symbol, features=command != "show")
+    if command in ("show", "ingest", "dist", "analyze") and len(done) == 1:
+        return _references(symbol, features=command in ("dist", "analyze"))
     if command == "analyze" and len(done) >= 2:
         from raise_jupyter.analysis import METRICS
 

@@ -190,3 +190,14 @@ def test_complete_commands_groups_features_and_metrics(ip, signals) -> None:
     assert "user-signals.impressions" in completions(ip, "%raise dist user-signals.")
     assert "p99" in completions(ip, "%raise analyze user-signals.clicks avg p9")
     assert "null_rate" in completions(ip, "%raise analyze user-signals.clicks avg null")
+
+
+def test_ingest_magic(ip, signals) -> None:
+    ip.user_ns["more"] = pd.DataFrame({"user_id": [4], "ts": pd.to_datetime(["2024-01-03"], utc=True), "clicks": [2], "impressions": [4]})
+
+    result = ip.run_line_magic("raise", "ingest user-signals more")
+
+    assert result.rows == 1
+    assert signals.count() == 4
+    with pytest.raises(UsageError, match="'nothing' names no variable of this kernel"):
+        ip.run_line_magic("raise", "ingest user-signals nothing")
