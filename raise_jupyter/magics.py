@@ -309,11 +309,46 @@ def _completer(shell: Any, event: Any) -> list[str]:
     return complete(event.line, event.symbol)
 
 
+def complete_cell(full_text: str, token: str) -> list[str]:
+    """Return group and feature names for ``token`` in the SQL body of a ``%%raise`` cell."""
+    first_line = full_text.lstrip().split("\n", 1)[0]
+    if not first_line.startswith("%%raise") or "\n" not in full_text or " define " in f"{first_line} ":
+        return []
+    try:
+        store = active.current_store()
+    except RaiseError:
+        return []
+    word = token.strip('"')
+    names = [g.name for g in store.list_feature_groups()]
+    features = sorted({name for group in store.list_feature_groups() for name in group._layout_names()})
+    return [n for n in [*names, *features] if n.startswith(word)]
+
+
+def _cell_matcher() -> Any:
+    """Build an IPython (8.6 or later) matcher that completes names inside ``%%raise`` cells."""
+    from IPython.core.completer import context_matcher
+
+    @context_matcher(identifier="raise_jupyter.cell")
+    def match(context: Any) -> dict[str, Any]:
+        from IPython.core.completer import SimpleCompletion
+
+        names = complete_cell(context.full_text, context.token)
+        return {"completions": [SimpleCompletion(text=name, type="raise") for name in names], "suppress": False}
+
+    return match
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics and their tab completion with ``ipython``."""
     ipython.register_magics(RaiseMagics)
     for key in ("%raise", "%%raise", "raise"):
         ipython.set_hook("complete_command", _completer, str_key=key)
+    try:
+        matcher = _cell_matcher()
+    except ImportError:  # IPython before 8.6 has no context matchers; line completion still works
+        return
+    if all(getattr(m, "matcher_identifier", None) != "raise_jupyter.cell" for m in ipython.Completer.custom_matchers):
+        ipython.Completer.custom_matchers.append(matcher)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

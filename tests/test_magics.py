@@ -201,3 +201,16 @@ def test_ingest_magic(ip, signals) -> None:
     assert signals.count() == 4
     with pytest.raises(UsageError, match="'nothing' names no variable of this kernel"):
         ip.run_line_magic("raise", "ingest user-signals nothing")
+
+
+def cell_completions(ip, text: str) -> list[str]:
+    from IPython.core.completer import provisionalcompleter
+
+    with provisionalcompleter():
+        return [c.text for c in ip.Completer.completions(text, len(text))]
+
+
+def test_complete_names_in_sql_cells(ip, signals) -> None:
+    assert "clicks" in cell_completions(ip, "%%raise\nSELECT cl")
+    assert "user-signals" in cell_completions(ip, "%%raise -o x\nSELECT * FROM us")
+    assert "user-signals" not in cell_completions(ip, "print(us")
