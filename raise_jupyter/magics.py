@@ -9,6 +9,7 @@ is never pasted into the query.
 from __future__ import annotations
 
 import argparse
+import keyword
 import logging
 import re
 import shlex
@@ -34,12 +35,13 @@ HELP = """Raise magics (load with %load_ext raise_jupyter):
   %raise help                             this text
 
   %%raise [-o NAME]                       a SQL query; groups are tables by name; {{var}} binds
-  NAME << %%raise ...                     a Python value as a parameter; -o stores the DataFrame
+  %%raise NAME <<                         a Python value as a parameter; -o stores the DataFrame
   %%raise define GROUP [--keys a,b] [--event-time COL] [--online]
                                           create a group from YAML feature definitions
 """
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_PLACEHOLDER = re.compile(r"(?<!\{)\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}(?!\})")
+_ANY_PLACEHOLDER = re.compile(r"\{\{.*?\}\}")
 _ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*<<\s*(.*)$")
 
 
@@ -149,12 +151,18 @@ class RaiseMagics(Magics):
             output, line = assignment.group(1), assignment.group(2)
         words = _split(line)
         if words and words[0] == "define":
+            if output is not None:
+                raise UsageError(f"'{output} <<' does not apply to %%raise define, which returns the group.")
             return self._define(words[1:], cell)
 
         parser = _Parser(prog="%%raise", add_help=False)
         parser.add_argument("-o", "--output", default=None)
         args = parser.parse_args(words)
+        if args.output is not None and output is not None:
+            raise UsageError(f"Give the output variable once: '{output} <<' or '-o {args.output}', not both.")
         output = args.output or output
+        if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
+            raise UsageError(f"{output!r} is not a valid Python variable name for the result.")
 
         query, params = bind_parameters(cell, self.shell.user_ns)
         result = active.current_store().sql(query, params or None)
@@ -179,8 +187,13 @@ class RaiseMagics(Magics):
             raise UsageError(f"The cell is not valid YAML: {error}") from None
 
         specs = specs_from_document(document or {}, source="The %%raise define cell")
-        keys = args.keys.split(",") if args.keys else None
+        keys = [key.strip() for key in args.keys.split(",")] if args.keys else None
         store = active.current_store()
+        defined = {spec.name for spec in specs}
+        existing = set(store.get_feature_group(args.group)._layout_names()) if args.group in {g.name for g in store.list_feature_groups()} else set()
+        missing = [c for c in [*(keys or []), *([args.event_time] if args.event_time else [])] if c not in defined | existing]
+        if missing:
+            raise UsageError(f"Keys and event time {missing} are not features of the cell; add them, such as '{missing[0]}: int64'.")
         group = store.create_feature_group(args.group, keys=keys, event_time=args.event_time, online=args.online)
         group._define(specs, replace=False)
         return group
@@ -189,7 +202,8 @@ class RaiseMagics(Magics):
 def bind_parameters(sql: str, namespace: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Turn each ``{{name}}`` outside strings and comments into ``$name``; return the values.
 
-    Raises UsageError for a name that is not defined in ``namespace``.
+    Raises UsageError for a name that is not defined in ``namespace``, for placeholders that are
+    not Python names, and for two names that differ only in case (DuckDB would bind them as one).
     """
     pieces: list[str] = []
     params: dict[str, Any] = {}
@@ -202,11 +216,27 @@ def bind_parameters(sql: str, namespace: dict[str, Any]) -> tuple[str, dict[str,
             name = match.group(1)
             if name not in namespace:
                 raise UsageError(f"{{{{{name}}}}} names no variable of this kernel; define {name} first.")
-            params[name] = namespace[name]
+            clash = [other for other in params if other.lower() == name.lower() and other != name]
+            if clash:
+                raise UsageError(f"{{{{{name}}}}} and {{{{{clash[0]}}}}} differ only in case, which SQL parameters ignore; rename one.")
+            params[name] = _bindable(namespace[name])
             return f"${name}"
 
-        pieces.append(_PLACEHOLDER.sub(replace, text))
+        replaced = _PLACEHOLDER.sub(replace, text)
+        leftover = _ANY_PLACEHOLDER.search(replaced)
+        if leftover is not None:
+            raise UsageError(f"{leftover.group(0)} is not a placeholder: write {{{{name}}}} with a Python variable name.")
+        pieces.append(replaced)
     return "".join(pieces), params
+
+
+def _bindable(value: Any) -> Any:
+    """Return ``value`` as a type DuckDB binds: numpy scalars and pandas timestamps become Python values."""
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return value.item() if getattr(value, "ndim", 0) == 0 else value.tolist()
+    return value
 
 
 def _code_and_literals(sql: str) -> list[tuple[str, bool]]:
@@ -229,6 +259,22 @@ def _code_and_literals(sql: str) -> list[tuple[str, bool]]:
 
 def _literal_end(sql: str, i: int) -> int | None:
     """Return where a string, quoted name or comment starting at ``i`` ends, or None if none starts."""
+    if sql[i] == "$":
+        tag = re.match(r"\$[A-Za-z_]*\$", sql[i:])
+        if tag is not None:  # a dollar-quoted string such as $$text$$ or $tag$text$tag$
+            end = sql.find(tag.group(0), i + len(tag.group(0)))
+            return len(sql) if end == -1 else end + len(tag.group(0))
+        return None
+    if sql[i] in "eE" and sql.startswith("'", i + 1) and (i == 0 or not (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+        j = i + 2  # an escape string E'...', in which a backslash escapes the next character
+        while j < len(sql):
+            if sql[j] == "\\":
+                j += 2
+                continue
+            if sql[j] == "'":
+                return j + 1
+            j += 1
+        return len(sql)
     if sql[i] in "'\"":
         quote = sql[i]
         j = i + 1
@@ -312,7 +358,7 @@ def _completer(shell: Any, event: Any) -> list[str]:
 def complete_cell(full_text: str, token: str) -> list[str]:
     """Return group and feature names for ``token`` in the SQL body of a ``%%raise`` cell."""
     first_line = full_text.lstrip().split("\n", 1)[0]
-    if not first_line.startswith("%%raise") or "\n" not in full_text or " define " in f"{first_line} ":
+    if first_line.split()[:1] != ["%%raise"] or "\n" not in full_text or " define " in f"{first_line} ":
         return []
     try:
         store = active.current_store()

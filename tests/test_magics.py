@@ -214,3 +214,50 @@ def test_complete_names_in_sql_cells(ip, signals) -> None:
     assert "clicks" in cell_completions(ip, "%%raise\nSELECT cl")
     assert "user-signals" in cell_completions(ip, "%%raise -o x\nSELECT * FROM us")
     assert "user-signals" not in cell_completions(ip, "print(us")
+
+
+def test_placeholder_names_differing_in_case(ip, signals) -> None:
+    ip.user_ns["v"], ip.user_ns["V"] = "lower", "upper"
+
+    with pytest.raises(UsageError, match=r"\{\{V\}\} and \{\{v\}\} differ only in case"):
+        ip.run_cell_magic("raise", "", "SELECT {{v}} AS a, {{V}} AS b")
+
+
+@pytest.mark.parametrize("placeholder", ["{{1x}}", "{{a.b}}", "{{{v}}}"])
+def test_invalid_placeholders(ip, signals, placeholder: str) -> None:
+    ip.user_ns["v"] = 1
+
+    with pytest.raises(UsageError, match="is not a placeholder"):
+        ip.run_cell_magic("raise", "", f"SELECT {placeholder}")
+
+
+def test_numpy_and_pandas_values_bind(ip, signals) -> None:
+    import numpy as np
+
+    ip.user_ns["low"] = np.int64(5)
+    ip.user_ns["day"] = pd.Timestamp("2024-01-02", tz="UTC")
+
+    ip.run_cell_magic("raise", "-o rows", 'SELECT count(*) AS n FROM "user-signals" WHERE clicks >= {{low}} AND ts < {{day}}')
+
+    assert ip.user_ns["rows"]["n"].tolist() == [1]
+
+
+def test_dollar_and_escape_strings_are_text(ip, signals) -> None:
+    ip.user_ns["v"] = "value"
+
+    ip.run_cell_magic("raise", "-o text", "SELECT $${{v}}$$ AS a, E'\\'' AS b, {{v}} AS c")
+
+    assert ip.user_ns["text"].iloc[0].tolist() == ["{{v}}", "'", "value"]
+
+
+@pytest.mark.parametrize(("line", "message"), [("-o 1x", "not a valid Python variable"), ("class <<", "not a valid Python variable"), ("r << -o q", "Give the output variable once")])
+def test_bad_output_names(ip, signals, line: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic("raise", line, "SELECT 1")
+
+
+def test_define_keys_must_be_features(ip) -> None:
+    with pytest.raises(UsageError, match=r"Keys and event time \['nokey'\] are not features of the cell"):
+        ip.run_cell_magic("raise", "define bad --keys nokey", "user_id: int64\n")
+
+    assert ip.run_line_magic("raise", "groups") == []
