@@ -1,9 +1,9 @@
 """The ``%raise`` line magics and the ``%%raise`` cell magic for IPython and Jupyter.
 
 Load them with ``%load_ext raise_jupyter``. Every magic calls the Python API and does nothing
-more, so a notebook can mix both. Python values enter SQL only as bound parameters: ``{{name}}``
-in a ``%%raise`` cell becomes a DuckDB ``$name`` parameter with the value of ``name``; its text
-is never pasted into the query.
+more, so a notebook can mix both. Python values enter SQL only as bound parameters. A
+``{{name}}`` in a ``%%raise`` cell becomes a DuckDB ``$name`` parameter with the value of
+``name``, and its text is never pasted into the query.
 """
 
 from __future__ import annotations
