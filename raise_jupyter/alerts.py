@@ -27,7 +27,7 @@ from raise_jupyter import analytics, names, notify, scheduler
 from raise_jupyter.analysis import Aggregation, analysis_from_spec, check_analysis
 from raise_jupyter.conditions import Condition, check_condition, condition_from_spec
 from raise_jupyter.engine import tables
-from raise_jupyter.engine.catalog import utcnow
+from raise_jupyter.engine.catalog import as_utc, utcnow
 from raise_jupyter.errors import ConflictError, DefinitionError, NotFoundError, RaiseWarning
 from raise_jupyter.schedule import parse_schedule
 
@@ -117,7 +117,7 @@ class Alert:
     @property
     def group(self) -> str:
         """Name of the feature group the alert watches."""
-        return _group_name(self._store, self._row().group_id)
+        return self._store._group_name_by_id(self._row().group_id, "this alert")
 
     @property
     def state(self) -> str | None:
@@ -168,7 +168,7 @@ class Alert:
             ).all()
         return pd.DataFrame(
             {
-                "evaluated_at": [_as_utc(r.evaluated_at) for r in rows],
+                "evaluated_at": [as_utc(r.evaluated_at) for r in rows],
                 "state": [r.state for r in rows],
                 "previous_state": [r.previous_state for r in rows],
                 "values": [r.values for r in rows],
@@ -307,14 +307,6 @@ def resolve_group(store: FeatureStore, feature: str, group: str | FeatureGroup |
     raise DefinitionError(f"Feature {feature!r} is in several groups: {listed}; name one, such as {listed.split(', ')[0]}, or pass group=.")
 
 
-def _group_name(store: FeatureStore, group_id: int) -> str:
-    with store._catalog.read() as conn:
-        name = conn.execute(sa.select(tables.feature_groups.c.name).where(tables.feature_groups.c.id == group_id)).scalar()
-    if name is None:
-        raise NotFoundError(f"The feature group of this alert (id {group_id}) was deleted.")
-    return str(name)
-
-
 def list_alerts(store: FeatureStore) -> list[Alert]:
     """Return the alerts of the store's namespace, by name."""
     alerts = tables.alerts
@@ -344,7 +336,7 @@ def get_alert(store: FeatureStore, name: str) -> Alert:
 def evaluate(store: FeatureStore, alert_id: int) -> Evaluation:
     """Evaluate one alert and apply the result; see the module docstring."""
     row = Alert(store, alert_id)._row()
-    group = store.get_feature_group(_group_name(store, row.group_id))
+    group = store.get_feature_group(store._group_name_by_id(row.group_id, "this alert"))
     analysis = analysis_from_spec(row.analysis)
     condition = condition_from_spec(row.condition)
 
@@ -456,13 +448,17 @@ def _notifies(previous: str | None, state: str) -> bool:
 
 def _message(name: str, state: str, previous: str | None, values: dict[str, float | None], firing: list[str], condition: dict) -> str:
     described = condition_from_spec(condition).describe()
-    shown = ", ".join(f"{series} = {value:g}" if value is not None else f"{series} = null" for series, value in values.items())
+    listed = ", ".join(f"{series} = {_format(value)}" for series, value in values.items())
     if state == FIRING:
-        return f"Alert {name} is firing: {', '.join(firing)} met {described}. Values: {shown or 'none'}."
+        return f"Alert {name} is firing: {', '.join(firing)} met {described}. Values: {listed or 'none'}."
     was = f"was {previous}" if previous else "first evaluation"
     if state == NO_DATA:
-        return f"Alert {name} has no data ({was}). Values: {shown or 'none'}."
-    return f"Alert {name} is ok ({was}): no value meets {described}. Values: {shown}."
+        return f"Alert {name} has no data ({was}). Values: {listed or 'none'}."
+    return f"Alert {name} is ok ({was}): no value meets {described}. Values: {listed}."
+
+
+def _format(value: float | None) -> str:
+    return "null" if value is None else f"{value:g}"
 
 
 def _prune_history(conn: sa.Connection, alert_id: int) -> None:
@@ -498,7 +494,7 @@ def _deliver_soon(root: Path) -> None:
 
 
 def evaluate_after_ingest(store: FeatureStore, group_id: int) -> None:
-    """Evaluate the group's unpaused on-ingest alerts; errors are logged, never raised."""
+    """Evaluate the group's unpaused on-ingest alerts; errors are logged, not raised."""
     alerts = tables.alerts
     with store._catalog.read() as conn:
         ids = conn.execute(
@@ -526,12 +522,6 @@ def _store_catalog(root: Path) -> Any:
     from raise_jupyter.store import open_catalog
 
     return open_catalog(root)
-
-
-def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value
 
 
 scheduler.register_handler(KIND, run_task)

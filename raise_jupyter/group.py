@@ -607,7 +607,7 @@ class FeatureGroup:
         """Commit ``conformed`` as one batch and return the table version and the batch number.
 
         While the Delta write runs, another thread checks whether rows of the batch share keys
-        and event time; the catalog records the answer for training data's sort key.
+        and event time, and the catalog records the result for training data's sort key.
         """
         batch = self._catalog.begin_ingest(self._id, conformed.num_rows)
         check = _TieCheck(conformed, tie_columns)
@@ -1014,7 +1014,7 @@ class _TieCheck:
     def _run(self, table: pa.Table) -> None:
         try:
             self._ties = sortkey.has_ties(table, self._columns or [])
-        except Exception as error:  # the check only speeds up reads; an ingest never fails on it
+        except Exception as error:  # the check only speeds up reads, so its failure does not fail the ingest
             logger.warning("Could not check the batch for rows with equal keys and event time: %s", error)
 
     def result(self) -> dict[str, Any]:

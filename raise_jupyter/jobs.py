@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from raise_jupyter import definitions, names, scheduler
 from raise_jupyter.dtypes import infer_dtype
 from raise_jupyter.engine import expressions, offline, reader, tables
-from raise_jupyter.engine.catalog import utcnow
+from raise_jupyter.engine.catalog import as_utc, utcnow
 from raise_jupyter.engine.duck import connection, quote
 from raise_jupyter.errors import ConflictError, DefinitionError, NotFoundError, RaiseError
 from raise_jupyter.schedule import parse_schedule
@@ -271,13 +271,13 @@ class Job:
                 "run": [r.id for r in rows],
                 "status": [r.status for r in rows],
                 "mode": [r.mode for r in rows],
-                "started_at": [_as_utc(r.started_at) for r in rows],
-                "finished_at": [_as_utc(r.finished_at) for r in rows],
+                "started_at": [as_utc(r.started_at) for r in rows],
+                "finished_at": [as_utc(r.finished_at) for r in rows],
                 "rows_done": [r.rows_done for r in rows],
                 "rows_total": [r.rows_total for r in rows],
                 "device": [r.device for r in rows],
                 "target_version": [r.target_version for r in rows],
-                "due_at": [_as_utc(r.due_at) for r in rows],
+                "due_at": [as_utc(r.due_at) for r in rows],
                 "error": [r.error for r in rows],
             }
         )
@@ -543,7 +543,7 @@ def _claim_job(conn: sa.Connection, job_id: int, job_name: str, now: dt.datetime
     runs = tables.job_runs
     running = conn.execute(sa.select(runs.c.id, runs.c.updated_at).where(runs.c.job_id == job_id, runs.c.status == "running")).all()
     for run_id, updated in running:
-        if (now - _as_utc(updated)).total_seconds() < STALE_RUN_S:
+        if (now - as_utc(updated)).total_seconds() < STALE_RUN_S:
             raise ConflictError(
                 f"Job {job_name!r} is already running (run {run_id}); wait for it or cancel it before starting another."
             )
@@ -780,12 +780,6 @@ def run_task(root: Path, target_id: int, due_at: dt.datetime | None) -> None:
     if run.status != "succeeded":
         last_line = (run.error or "").strip().splitlines()[-1:] or [""]
         raise RaiseError(f"Run {run.id} of job {row.name!r} {run.status}: {last_line[0]}")
-
-
-def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value
 
 
 scheduler.register_handler(KIND, run_task)

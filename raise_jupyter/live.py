@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from raise_jupyter import analytics, names, scheduler
 from raise_jupyter.analysis import Analysis, analysis_from_spec, check_analysis
 from raise_jupyter.engine import tables
-from raise_jupyter.engine.catalog import utcnow
+from raise_jupyter.engine.catalog import as_utc, utcnow
 from raise_jupyter.errors import ConflictError, NotFoundError
 from raise_jupyter.results import QueryResult
 from raise_jupyter.schedule import parse_schedule
@@ -71,7 +71,7 @@ class LiveTable:
     @property
     def refreshed_at(self) -> dt.datetime | None:
         """Time of the last successful refresh (UTC), None before the first."""
-        return _as_utc(self._row().refreshed_at)
+        return as_utc(self._row().refreshed_at)
 
     def refresh(self) -> LiveTable:
         """Recompute the table now and replace the stored result atomically."""
@@ -98,11 +98,11 @@ class LiveTable:
             rows = conn.execute(sa.select(runs).where(runs.c.live_table_id == self._id).order_by(runs.c.id.desc())).all()
         return pd.DataFrame(
             {
-                "started_at": [_as_utc(r.started_at) for r in rows],
-                "finished_at": [_as_utc(r.finished_at) for r in rows],
+                "started_at": [as_utc(r.started_at) for r in rows],
+                "finished_at": [as_utc(r.finished_at) for r in rows],
                 "status": [r.status for r in rows],
                 "rows": [r.rows for r in rows],
-                "due_at": [_as_utc(r.due_at) for r in rows],
+                "due_at": [as_utc(r.due_at) for r in rows],
                 "version": [r.table_version for r in rows],
                 "error": [r.error for r in rows],
             }
@@ -206,7 +206,7 @@ def refresh(store: FeatureStore, table_id: int, *, due_at: dt.datetime | None) -
     row = LiveTable(store, table_id)._row()
     refresh_id = _start_refresh(store, table_id, due_at)
     try:
-        group = store.get_feature_group(_group_name(store, row.group_id))
+        group = store.get_feature_group(store._group_name_by_id(row.group_id, "this live table"))
         result = group.analyze(analysis_from_spec(row.analysis))
         table = result.to_arrow()
         if group.count(as_of=result.version) == 0:
@@ -321,21 +321,6 @@ def view_sql(root: Path, row: Any) -> str | None:
     if row.current_path is None:
         return None
     return f"SELECT * FROM read_parquet({literal(str(root / row.current_path))})"
-
-
-def _group_name(store: FeatureStore, group_id: int) -> str:
-    with store._catalog.read() as conn:
-        name = conn.execute(sa.select(tables.feature_groups.c.name).where(tables.feature_groups.c.id == group_id)).scalar()
-    if name is None:
-        raise NotFoundError(f"The feature group of this live table (id {group_id}) was deleted.")
-    return str(name)
-
-
-def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """Return ``value`` as an aware UTC time; SQLite returns the stored UTC times naive."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value
 
 
 def run_task(root: Path, target_id: int, due_at: dt.datetime | None) -> None:

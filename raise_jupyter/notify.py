@@ -564,8 +564,8 @@ def _email_message(message: _Message, *, sender: str) -> EmailMessage:
 def _raw_credentials(url: str) -> list[str]:
     """Return the password of a URL as written: the text between the first ``:`` after ``://`` and the host.
 
-    A password that contains ``/`` or ``@`` without percent-encoding confuses URL parsers, which
-    then report a wrong password or none; these raw pieces are redacted from messages as well.
+    URL parsers misread a password that contains ``/`` or ``@`` without percent-encoding, so
+    they report a wrong password or none. This raw password is redacted from messages as well.
     """
     _, separator, rest = url.partition("://")
     authority = rest.split("?", 1)[0]

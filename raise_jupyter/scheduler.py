@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from raise_jupyter.engine import tables
-from raise_jupyter.engine.catalog import Catalog
+from raise_jupyter.engine.catalog import Catalog, as_utc, utcnow
 from raise_jupyter.errors import DefinitionError, NotFoundError, StoreError
 from raise_jupyter.schedule import Schedule, parse_schedule
 
@@ -136,23 +136,10 @@ def _resolve_handler(kind: str) -> Handler | None:
 # -- tasks in the catalog -----------------------------------------------------------------------
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """Return a catalog timestamp as aware UTC, because SQLite returns naive datetimes in UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
-
-
 def _now_or(now: dt.datetime | None) -> dt.datetime:
     """Return ``now`` as aware UTC (naive means UTC), or the current time."""
-    result = _as_utc(now)
-    return result if result is not None else _utcnow()
+    result = as_utc(now)
+    return result if result is not None else utcnow()
 
 
 @contextmanager
@@ -269,13 +256,13 @@ def mark_due(catalog: Catalog | sa.Connection, kind: str, target_id: int, *, now
 
 def _marked_due_time(row: Any, now: dt.datetime) -> dt.datetime | None:
     """Return the new next_due_at for mark_due, or None to keep the current one."""
-    current = _as_utc(row.next_due_at)
-    lease_until = _as_utc(row.lease_until)
-    leased = row.lease_owner is not None and lease_until is not None and lease_until > _utcnow()
+    current = as_utc(row.next_due_at)
+    lease_until = as_utc(row.lease_until)
+    leased = row.lease_owner is not None and lease_until is not None and lease_until > utcnow()
     if leased:
         # The worker that finishes the run keeps a next_due_at that differs from the due time
         # it claimed, so the new value must differ from that due time.
-        claimed = _as_utc(row.last_due_at) or current
+        claimed = as_utc(row.last_due_at) or current
         return max(now, claimed + dt.timedelta(microseconds=1))
     if now < current:
         return now
@@ -298,7 +285,7 @@ def task_info(catalog: Catalog | sa.Connection, kind: str, target_id: int) -> di
     info = dict(row._mapping)
     for name, value in info.items():
         if isinstance(value, dt.datetime):
-            info[name] = _as_utc(value)
+            info[name] = as_utc(value)
     info["paused"] = bool(info["paused"])
     return info
 
@@ -382,7 +369,7 @@ def _claim_next(
 ) -> _Claim | None:
     """Take the lease of the earliest due task that this process has a handler for."""
     t = tables.tasks
-    lease_now = _utcnow()
+    lease_now = utcnow()
     due = sa.and_(
         t.c.paused == sa.false(),
         t.c.next_due_at <= now,
@@ -415,7 +402,7 @@ def _claim_next(
                 last_started_at=lease_now,
             )
         )
-    return _Claim(row.id, row.kind, row.target_id, _as_utc(row.next_due_at), now)
+    return _Claim(row.id, row.kind, row.target_id, as_utc(row.next_due_at), now)
 
 
 def _handled_kinds(catalog: Catalog, due: sa.ColumnElement[bool]) -> list[str]:
@@ -487,7 +474,7 @@ def _renew_lease(catalog: Catalog, claim: _Claim, owner: str, lease_s: float, do
                 result = conn.execute(
                     t.update()
                     .where(t.c.id == claim.id, t.c.lease_owner == owner)
-                    .values(lease_until=_utcnow() + dt.timedelta(seconds=lease_s))
+                    .values(lease_until=utcnow() + dt.timedelta(seconds=lease_s))
                 )
         except Exception:
             logger.exception("Renewing the lease of %s %d failed; retrying", claim.kind, claim.target_id)
@@ -525,7 +512,7 @@ def _record_finish(catalog: Catalog, claim: _Claim, owner: str, error: str | Non
             return
 
         next_due_at = parse_schedule(row.schedule).next_after(max(claim.now, claim.due_at))
-        current = _as_utc(row.next_due_at)
+        current = as_utc(row.next_due_at)
         if current != claim.due_at:
             next_due_at = min(next_due_at, current)
         conn.execute(
@@ -535,7 +522,7 @@ def _record_finish(catalog: Catalog, claim: _Claim, owner: str, error: str | Non
                 lease_owner=None,
                 lease_until=None,
                 next_due_at=next_due_at,
-                last_finished_at=_utcnow(),
+                last_finished_at=utcnow(),
                 last_status="failed" if error is not None else "succeeded",
                 last_error=error,
                 runs=t.c.runs + 1,

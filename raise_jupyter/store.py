@@ -258,6 +258,16 @@ class FeatureStore:
                 views.append((row.name, view))
         return views
 
+    def _group_name_by_id(self, group_id: int, owner: str) -> str:
+        """Return the name of group ``group_id``; raise NotFoundError naming ``owner`` if it was deleted."""
+        from raise_jupyter.engine import tables
+
+        with self._catalog.read() as conn:
+            name = conn.execute(sa.select(tables.feature_groups.c.name).where(tables.feature_groups.c.id == group_id)).scalar()
+        if name is None:
+            raise NotFoundError(f"The feature group of {owner} (id {group_id}) was deleted.")
+        return str(name)
+
     def get_feature_group(self, name: str) -> FeatureGroup:
         """Return the feature group ``name``; raise NotFoundError listing the existing ones."""
         names.validate_group_name(name)

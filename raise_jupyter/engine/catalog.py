@@ -40,6 +40,15 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Return a catalog timestamp as aware UTC, because SQLite returns the stored UTC times naive."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
 @dataclass(frozen=True)
 class GroupRecord:
     id: int

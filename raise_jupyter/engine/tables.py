@@ -195,8 +195,8 @@ tasks = sa.Table(
     sa.Column("schedule", sa.String(200), nullable=False),
     sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
-    # A worker that claims a due task holds this lease and renews it while it runs; once the
-    # lease has expired (its worker died), another worker may claim the task.
+    # A worker that claims a due task holds this lease and renews it while the task runs. Once
+    # the lease has expired because its worker died, another worker may claim the task.
     sa.Column("lease_owner", sa.String(200), nullable=True),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_due_at", sa.DateTime(timezone=True), nullable=True),

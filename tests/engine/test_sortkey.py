@@ -115,7 +115,7 @@ def test_compact_key_survives_compaction(fs: FeatureStore, group, monkeypatch) -
     assert chosen[-1] is not None
 
 
-def test_compact_key_needs_event_time_in_the_checked_columns() -> None:
+def test_checked_columns_decide_key() -> None:
     files_stats = pa.table({"min._raise_seq": [1 << 32], "max._raise_seq": [(1 << 32) + 5], "min.ts": [0], "max.ts": [10]})
     from raise_jupyter.engine.catalog import IngestRecord
     from raise_jupyter.engine.offline import TableFiles
@@ -154,7 +154,7 @@ def test_time_range_too_wide_keeps_the_hugeint_key() -> None:
     assert sortkey.compact_key(files, ingests, keys=["k"], event_time="ts", event_column="ts") is None
 
 
-# -- same answers as the HUGEINT key -----------------------------------------------------------
+# -- same results as the HUGEINT key -----------------------------------------------------------
 
 
 def test_microsecond_boundaries_despite_millisecond_statistics(fs: FeatureStore, group, monkeypatch) -> None:
