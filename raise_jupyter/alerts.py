@@ -525,3 +525,35 @@ def _store_catalog(root: Path) -> Any:
 
 
 scheduler.register_handler(KIND, run_task)
+
+
+# -- test notifications -------------------------------------------------------------------------
+
+
+def send_test_notification(store: FeatureStore, notify_targets: Sequence[str] | str, *, name: str = "test") -> dict[str, str]:
+    """Send a test message to each target now and return, per target, "sent" or the error.
+
+    The message goes through the outbox like real notifications, so a target that fails now is
+    retried by the worker.
+    """
+    targets = notify.parse_targets(notify_targets)
+    ids = notify.enqueue(
+        store._catalog,
+        targets,
+        subject=f"Raise test notification for alert {name}",
+        body=f"This is a test of the notification targets of alert {name!r} in {store.namespace}.",
+        payload={"alert": name, "state": "test", "namespace": store.namespace},
+    )
+    notify.deliver_due(store.root, store._catalog, owner=scheduler.make_owner_id())
+    outbox = tables.outbox
+    with store._catalog.read() as conn:
+        rows = {r.id: r for r in conn.execute(sa.select(outbox).where(outbox.c.id.in_(ids))).all()}
+    outcome = {}
+    for target, message_id in zip(targets, ids, strict=True):
+        row = rows.get(message_id)
+        if row is not None and row.delivered_at is not None:
+            outcome[target.target] = "sent"
+        else:
+            error = row.last_error if row is not None and row.last_error else "not sent yet; the worker retries it"
+            outcome[target.target] = f"failed: {error}"
+    return outcome

@@ -69,7 +69,9 @@ def analyze(group: FeatureGroup, analysis: Analysis, *, as_of: Any = None) -> An
     else:
         table = _distribution(group, plan, analysis)
     logger.info("Analyzed %s.%s (version %d): %d result rows", group.name, plan.feature, plan.version, table.num_rows)
-    return AnalysisResult(table, analysis=analysis, group=group.name, version=plan.version)
+    result = AnalysisResult(table, analysis=analysis, group=group.name, version=plan.version)
+    result._group = group
+    return result
 
 
 def check(group: FeatureGroup, analysis: Analysis) -> None:

@@ -46,6 +46,7 @@ from raise_jupyter.results import IngestResult
 if TYPE_CHECKING:
     from raise_jupyter.analysis import Aggregation, Distribution
     from raise_jupyter.live import LiveTable
+    from raise_jupyter.profile import GroupProfile
     from raise_jupyter.results import AnalysisResult
     import pandas
     import polars
@@ -173,6 +174,22 @@ class FeatureGroup:
             f"event time: {html.escape(record.event_time or '(not set)')}</p>"
             f"<table><tr><th>feature</th><th>dtype</th><th>derived from</th><th>description</th></tr>{rows}</table>"
         )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from raise_jupyter.display import rich_bundle
+
+        def panel() -> Any:
+            from raise_jupyter.widgets import GroupPanel
+
+            return GroupPanel(self)
+
+        return rich_bundle(panel, text=repr(self), html=self._repr_html_)
+
+    def panel(self) -> Any:
+        """Return the interactive ``GroupPanel`` of this group (what displaying the group shows)."""
+        from raise_jupyter.widgets import GroupPanel
+
+        return GroupPanel(self)
 
     def feature(self, name: str) -> Feature:
         """Return the feature ``name``; raise NotFoundError with a suggestion if it is missing."""
@@ -887,6 +904,21 @@ class FeatureGroup:
         return int(counted.column("n")[0].as_py())
 
     # -- analytics --------------------------------------------------------------------------
+
+    def profile(self, *, as_of: int | str | dt.datetime | None = None) -> GroupProfile:
+        """Summarize every feature: null rate, min, max, mean and a small histogram.
+
+        Groups with more than 50 million feature values (rows times features) are profiled on
+        a uniform sample of rows; ``GroupProfile.note`` says which.
+
+        Examples
+        --------
+        >>> group.profile().to_pandas()  # doctest: +SKIP
+        """
+        from raise_jupyter.profile import profile_group
+
+        return profile_group(self, as_of=as_of)
+
 
     def analyze(self, analysis: Aggregation | Distribution, *, as_of: int | str | dt.datetime | None = None) -> AnalysisResult:
         """Compute an Aggregation or a Distribution of one feature over the group's rows.

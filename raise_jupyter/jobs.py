@@ -200,6 +200,16 @@ class JobRun:
     def __repr__(self) -> str:
         return f"JobRun({self.job_name!r} #{self.id}, {self.progress})"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from raise_jupyter.display import rich_bundle
+
+        def widget() -> Any:
+            from raise_jupyter.widgets import JobProgress
+
+            return JobProgress(self)
+
+        return rich_bundle(widget, text=repr(self), html=self._repr_html_)
+
     def _repr_html_(self) -> str:
         import html
 

@@ -87,7 +87,7 @@ class RaiseMagics(Magics):
             "analyze": self._analyze,
             "dist": self._dist,
             "ingest": self._ingest,
-            "alerts": lambda args: active.current_store().list_alerts(),
+            "alerts": lambda args: _AlertList(active.current_store()),
             "jobs": lambda args: active.current_store().list_jobs(),
         }
         if command not in handlers:
@@ -102,7 +102,7 @@ class RaiseMagics(Magics):
         return active.use_store(args.namespace, root=args.root)
 
     def _groups(self, words: list[str]) -> Any:
-        return [group.name for group in active.current_store().list_feature_groups()]
+        return _GroupNames(active.current_store())
 
     def _show(self, words: list[str]) -> Any:
         if len(words) != 1:
@@ -307,6 +307,35 @@ def _group_and_feature(reference: str) -> tuple[Any, str]:
     if not dot or not feature:
         raise UsageError(f"Write the feature as GROUP.FEATURE, such as user-signals.ctr; got {reference!r}.")
     return active.current_store().get_feature_group(group_name), feature
+
+
+class _GroupNames(list):
+    """The group names of ``%raise groups``; displays as a store browser in a kernel."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(group.name for group in store.list_feature_groups())
+        self._store = store
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from raise_jupyter.display import rich_bundle
+
+        return rich_bundle(self._store.browser, text=list.__repr__(self), html=self._store._repr_html_)
+
+
+class _AlertList(list):
+    """The alerts of ``%raise alerts``; displays as an alert editor in a kernel."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store.list_alerts())
+        self._store = store
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from raise_jupyter.display import rich_bundle
+
+        def html() -> str:
+            return "".join(alert._repr_html_() for alert in self) or "<p>No alerts yet.</p>"
+
+        return rich_bundle(self._store.alert_editor, text=list.__repr__(self), html=html)
 
 
 COMMANDS = ["use", "groups", "show", "ingest", "analyze", "dist", "alerts", "jobs", "help"]

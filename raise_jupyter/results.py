@@ -117,6 +117,34 @@ class AnalysisResult(QueryResult):
         self.analysis = analysis
         self.group = group
         self.version = version
+        # The FeatureGroup analyzed, set by FeatureGroup.analyze; charts need it.
+        self._group: Any = None
+
+    def chart(self) -> Any:
+        """Return an interactive ``DistributionChart`` of this distribution.
+
+        Examples
+        --------
+        >>> group.analyze(Distribution("dep_delay")).chart()  # doctest: +SKIP
+        """
+        from raise_jupyter.analysis import Distribution
+
+        if not isinstance(self.analysis, Distribution) or self._group is None:
+            raise TypeError(
+                f"Only a Distribution result of FeatureGroup.analyze can be charted, not {self.analysis!r}; "
+                "run group.analyze(Distribution(feature)) first."
+            )
+        from raise_jupyter.widgets import DistributionChart
+
+        return DistributionChart.from_result(self._group, self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from raise_jupyter.analysis import Distribution
+        from raise_jupyter.display import rich_bundle
+
+        if not isinstance(self.analysis, Distribution) or self._group is None:
+            return {"text/plain": repr(self), "text/html": self._repr_html_()}
+        return rich_bundle(self.chart, text=repr(self), html=self._repr_html_)
 
     @property
     def group_by(self) -> list[str]:

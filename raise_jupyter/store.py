@@ -138,6 +138,41 @@ class FeatureStore:
     def __repr__(self) -> str:
         return f"FeatureStore({self.namespace!r}, root={str(self.root)!r})"
 
+    def _repr_html_(self) -> str:
+        import html
+
+        groups = self.list_feature_groups()
+        items = "".join(
+            f"<li><code>{html.escape(g.name)}</code> {html.escape(g.description or '')}</li>" for g in groups
+        )
+        return (
+            f"<p><b>Feature store {html.escape(self.namespace)}</b> at <code>{html.escape(str(self.root))}</code>: "
+            f"{len(groups)} feature group{'s' if len(groups) != 1 else ''}</p><ul>{items}</ul>"
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from raise_jupyter.display import rich_bundle
+
+        return rich_bundle(self.browser, text=repr(self), html=self._repr_html_)
+
+    def browser(self) -> Any:
+        """Return a ``StoreBrowser`` of every namespace and group under this store's root."""
+        from raise_jupyter.widgets import StoreBrowser
+
+        return StoreBrowser(self)
+
+    def alert_editor(self, name: str | None = None, *, group: str | None = None, feature: str | None = None) -> Any:
+        """Return an ``AlertEditor`` form, for a new alert or to edit alert ``name``.
+
+        Examples
+        --------
+        >>> fs.alert_editor()  # doctest: +SKIP
+        >>> fs.alert_editor("delay-spike")  # doctest: +SKIP
+        """
+        from raise_jupyter.widgets import AlertEditor
+
+        return AlertEditor(self, alert=name, group=group, feature=feature)
+
     # -- feature groups ---------------------------------------------------------------------
 
     def create_feature_group(

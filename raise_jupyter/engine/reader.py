@@ -122,9 +122,16 @@ def relation_sql(
     columns: list[str] | None = None,
     where: str | None = None,
     include_seq: bool = False,
+    sample_rows: int | None = None,
 ) -> str:
-    """Return a SELECT of ``columns`` (all by default) from one table version."""
+    """Return a SELECT of ``columns`` (all by default) from one table version.
+
+    With ``sample_rows``, stored rows are first reduced to a uniform sample of that many rows,
+    so derived features are computed on the sample only.
+    """
     sql = _stored_select(root, layout, files, include_seq)
+    if sample_rows is not None:
+        sql = f"SELECT * FROM ({sql}) AS s USING SAMPLE reservoir({int(sample_rows)} ROWS) REPEATABLE (7)"
     for level in layout.levels:
         derived = ", ".join(
             f"CAST((\n{layout.derived[name][0]}\n) AS {layout.derived[name][1].sql_type}) AS {quote(name)}"

@@ -1,0 +1,120 @@
+"""The store browser: every namespace and feature group under a store root; clicking a group
+opens its panel."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import ipywidgets
+import sqlalchemy as sa
+import traitlets
+
+from raise_jupyter.engine import tables
+from raise_jupyter.widgets._common import asset, css, short_error
+
+if TYPE_CHECKING:
+    from raise_jupyter.store import FeatureStore
+    from raise_jupyter.widgets._panel import GroupPanel
+
+__all__ = ["StoreBrowser"]
+
+logger = logging.getLogger(__name__)
+
+# Groups listed at most; a store with more shows the count of the rest.
+MAX_GROUPS = 2_000
+
+
+class StoreBrowserView(anywidget.AnyWidget):
+    """The front-end part of ``StoreBrowser``."""
+
+    _esm = asset("browser.js")
+    _css = css("browser.css")
+
+    root = traitlets.Unicode("").tag(sync=True)
+    current = traitlets.Unicode("").tag(sync=True)
+    namespaces = traitlets.List().tag(sync=True)
+    hidden = traitlets.Int(0).tag(sync=True)
+    opened = traitlets.Unicode("").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+
+
+class StoreBrowser(ipywidgets.VBox):
+    """Namespaces and feature groups of a store root, as a clickable list.
+
+    Parameters
+    ----------
+    store
+        A ``FeatureStore``; the browser lists every namespace under its root and marks the
+        store's own.
+
+    Examples
+    --------
+    >>> StoreBrowser(fs)  # the same as displaying ``fs``  # doctest: +SKIP
+    """
+
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+        self.view = StoreBrowserView(root=str(store.root), current=store.namespace)
+        self.panel: GroupPanel | None = None
+        self._slot = ipywidgets.VBox([])
+        self._lock = threading.Lock()
+        super().__init__([self.view, self._slot])
+        self.view.on_msg(self._on_message)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the namespaces and groups again."""
+        try:
+            self.view.namespaces, self.view.hidden = _listing(self.store)
+            self.view.error = ""
+        except Exception as error:
+            self.view.error = short_error(error)
+
+    def open(self, namespace: str, name: str) -> GroupPanel:
+        """Show the panel of group ``name`` in ``namespace`` below the list and return it."""
+        from raise_jupyter.store import FeatureStore
+        from raise_jupyter.widgets._panel import GroupPanel
+
+        store = self.store if namespace == self.store.namespace else FeatureStore(namespace, root=self.store.root)
+        with self._lock:
+            self.panel = GroupPanel(store.get_feature_group(name))
+            self._slot.children = [self.panel]
+        self.view.opened = f"{namespace}/{name}"
+        return self.panel
+
+    def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[Any]) -> None:
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "refresh":
+            self.refresh()
+        elif content.get("type") == "open":
+            try:
+                self.open(str(content.get("namespace")), str(content.get("name")))
+            except Exception as error:
+                self.view.error = short_error(error)
+
+    def __repr__(self) -> str:
+        return f"StoreBrowser({str(self.store.root)!r})"
+
+
+def _listing(store: FeatureStore) -> tuple[list[dict[str, Any]], int]:
+    groups, features = tables.feature_groups, tables.features
+    count = sa.select(sa.func.count()).where(features.c.group_id == groups.c.id).scalar_subquery()
+    query = (
+        sa.select(groups.c.namespace, groups.c.name, groups.c.description, groups.c.online, count.label("features"))
+        .order_by(groups.c.namespace, groups.c.name)
+        .limit(MAX_GROUPS + 1)
+    )
+    with store._catalog.read() as conn:
+        rows = conn.execute(query).all()
+        total = conn.execute(sa.select(sa.func.count()).select_from(groups)).scalar() or 0
+    by_namespace: dict[str, list[dict[str, Any]]] = {}
+    for row in rows[:MAX_GROUPS]:
+        by_namespace.setdefault(row.namespace, []).append(
+            {"name": row.name, "description": row.description or "", "online": bool(row.online), "features": int(row.features)}
+        )
+    listing = [{"namespace": ns, "groups": items} for ns, items in by_namespace.items()]
+    return listing, max(int(total) - MAX_GROUPS, 0)

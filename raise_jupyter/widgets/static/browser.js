@@ -1,0 +1,62 @@
+// Store browser: namespaces and their groups; clicking a group asks the kernel to open its panel.
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function render({ model, el }) {
+  const root = h("div", { class: "raise-widget raise-browser" });
+  el.append(root);
+  let filter = "";
+
+  function list() {
+    const needle = filter.toLowerCase();
+    const opened = model.get("opened");
+    const blocks = [];
+    for (const entry of model.get("namespaces") || []) {
+      const groups = entry.groups.filter((g) => (entry.namespace + "/" + g.name).toLowerCase().includes(needle));
+      if (!groups.length) continue;
+      blocks.push(h("div", { class: "raise-namespace" + (entry.namespace === model.get("current") ? " raise-current" : ""),
+        text: entry.namespace }));
+      for (const g of groups) {
+        const path = entry.namespace + "/" + g.name;
+        blocks.push(h("div", { class: "raise-group" + (path === opened ? " raise-open" : ""), "data-group": path, title: g.description,
+          onclick: () => model.send({ type: "open", namespace: entry.namespace, name: g.name }) },
+          h("span", { class: "raise-code", text: g.name }),
+          h("span", { class: "raise-muted", text: `${g.features} features${g.online ? ", online" : ""}` }),
+          g.description ? h("span", { class: "raise-muted", text: g.description }) : null));
+      }
+    }
+    if (!blocks.length) blocks.push(h("div", { class: "raise-muted", text: "No feature groups yet." }));
+    if (model.get("hidden")) blocks.push(h("div", { class: "raise-muted", text: `${model.get("hidden")} more groups not listed.` }));
+    return h("div", { class: "raise-scroll" }, ...blocks);
+  }
+
+  function draw() {
+    const search = h("input", { type: "search", placeholder: "Filter groups", value: filter });
+    const holder = h("div", {}, list());
+    search.addEventListener("input", () => { filter = search.value; holder.replaceChildren(list()); });
+    root.replaceChildren(
+      h("div", { class: "raise-toolbar" },
+        h("span", { class: "raise-title", text: "Feature store" }),
+        h("span", { class: "raise-muted raise-code", text: model.get("root") }),
+        search,
+        h("button", { text: "Refresh", onclick: () => model.send({ type: "refresh" }) })),
+      model.get("error") ? h("div", { class: "raise-error", text: model.get("error") }) : null,
+      holder);
+    root.dataset.ready = "true";
+  }
+
+  draw();
+  for (const name of ["namespaces", "opened", "error", "hidden"]) model.on("change:" + name, draw);
+}
+
+export default { render };
