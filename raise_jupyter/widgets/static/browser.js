@@ -44,14 +44,15 @@ function render({ model, el }) {
     const search = h("input", { type: "search", placeholder: "Filter groups", value: filter });
     const holder = h("div", {}, list());
     search.addEventListener("input", () => { filter = search.value; holder.replaceChildren(list()); });
-    root.replaceChildren(
+    const parts = [
       h("div", { class: "raise-toolbar" },
         h("span", { class: "raise-title", text: "Feature store" }),
         h("span", { class: "raise-muted raise-code", text: model.get("root") }),
         search,
         h("button", { text: "Refresh", onclick: () => model.send({ type: "refresh" }) })),
       model.get("error") ? h("div", { class: "raise-error", text: model.get("error") }) : null,
-      holder);
+      holder];
+    root.replaceChildren(...parts.filter(Boolean));
     root.dataset.ready = "true";
   }
 

@@ -189,9 +189,10 @@ function render({ model, el }) {
 
   const draw = () => {
     const error = model.get("error");
-    root.replaceChildren(header(model), tabs(model),
+    const parts = [header(model), tabs(model),
       error ? h("div", { class: "raise-error", text: error }) : null,
-      h("div", { class: "raise-body" }, body(model, state)));
+      h("div", { class: "raise-body" }, body(model, state))];
+    root.replaceChildren(...parts.filter(Boolean));
     root.dataset.ready = "true";
   };
   const redrawBody = () => {

@@ -33,7 +33,7 @@ function render({ model, el }) {
     const fill = h("div", { class: "raise-fill", style: `width: ${(share * 100).toFixed(1)}%` });
     const track = h("div", { class: "raise-track" + (running && !total ? " raise-indeterminate" : ""), role: "progressbar",
       "aria-valuenow": String(Math.round(share * 100)), "aria-valuemin": "0", "aria-valuemax": "100" }, fill);
-    const cancel = h("button", { class: "raise-cancel", text: model.get("cancel_requested") ? "Cancelling\u2026" : "Cancel",
+    const cancel = h("button", { class: "raise-cancel", text: running && model.get("cancel_requested") ? "Cancelling\u2026" : "Cancel",
       onclick: () => model.send({ type: "cancel" }) });
     cancel.disabled = !running || model.get("cancel_requested");
 
@@ -48,13 +48,14 @@ function render({ model, el }) {
 
     root.className = "raise-widget raise-progress raise-" + status;
     root.dataset.status = status;
-    root.replaceChildren(
+    const parts = [
       h("div", { class: "raise-line" },
         h("span", { class: "raise-title", text: `${model.get("job")} #${model.get("run_id")}` }), track, cancel),
       h("div", { class: "raise-facts" },
         ...facts.map(([label, value]) => h("span", { "data-fact": label }, h("span", { class: "raise-muted", text: label + " " }), value))),
       model.get("summary") ? h("div", { class: "raise-summary", text: model.get("summary") }) : null,
-      model.get("error") && status === "failed" ? h("div", { class: "raise-error", text: model.get("error") }) : null);
+      model.get("error") && status === "failed" ? h("div", { class: "raise-error", text: model.get("error") }) : null];
+    root.replaceChildren(...parts.filter(Boolean));
   }
 
   draw();
