@@ -210,6 +210,7 @@ def _first_pass(
             x = _value_sql(name, kind)
             finite = f"FILTER (WHERE isfinite({x}))"
             items += [f"min({x}) {finite} AS lo{i}", f"max({x}) {finite} AS hi{i}", f"avg({x}) {finite} AS mean{i}"]
+            items.append(f"count({x}) {finite} AS finite{i}")
         if kind == "time":
             items += [f"CAST(min({quote(name)}) AS VARCHAR) AS tmin{i}", f"CAST(max({quote(name)}) AS VARCHAR) AS tmax{i}"]
         if kind == "text":
@@ -245,7 +246,9 @@ def _second_pass(
 def _bin_sql(x: str, lo: float, hi: float) -> str:
     """Return the 0-based bin of ``x`` among equal-width bins from ``lo`` to ``hi``; null outside."""
     bins = HISTOGRAM_BINS
-    index = f"least(greatest(CAST(floor(({x} - {lo!r}) / ({hi!r} - {lo!r}) * {bins}) AS INTEGER), 0), {bins - 1})"
+    # Without the casts DuckDB reads the literals as DECIMALs, and their difference can overflow.
+    lo_sql, hi_sql = f"CAST({lo!r} AS DOUBLE)", f"CAST({hi!r} AS DOUBLE)"
+    index = f"least(greatest(CAST(floor(({x} - {lo_sql}) / ({hi_sql} - {lo_sql}) * {bins}) AS INTEGER), 0), {bins - 1})"
     return f"CASE WHEN isfinite({x}) THEN {index} END"
 
 
@@ -285,7 +288,7 @@ def _bins(first: dict[str, Any], second: dict[str, Any], i: int) -> tuple[int, .
     if lo is None:
         return ()
     if lo == hi:
-        return (int(first[f"c{i}"] or 0),)
+        return (int(first[f"finite{i}"] or 0),)
     found = dict(second.get(f"h{i}") or [])
     return tuple(int(found.get(b, 0)) for b in range(HISTOGRAM_BINS))
 

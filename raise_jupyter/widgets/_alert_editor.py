@@ -260,7 +260,9 @@ def _parse_number(text: Any, label: str) -> float:
 def _number_text(value: Any) -> str:
     if value == "":
         return ""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    # repr round-trips a float exactly; ":g" keeps 6 digits, so saving a loaded form unchanged
+    # would alter a threshold such as 1234567.25.
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _targets(text: Any) -> list[str]:
@@ -273,7 +275,8 @@ def _field_of(error: RaiseError) -> str:
     """Guess which form field an API error concerns, to show it there."""
     text = str(error).lower()
     for field, words in (
-        ("name", ("alert name", "already exists")),
+        # A name clash raises ConflictError("Alert 'x' exists with a different condition; ...").
+        ("name", ("alert name", "already exists", "exists with a different")),
         ("feature", ("feature",)),
         ("metric", ("metric",)),
         ("schedule", ("schedule", "cron")),

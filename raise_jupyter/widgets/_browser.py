@@ -73,7 +73,8 @@ class StoreBrowser(ipywidgets.VBox):
         except Exception as error:
             self.view.error = short_error(error)
 
-    def open(self, namespace: str, name: str) -> GroupPanel:
+    # Not named "open": ipywidgets.Widget.open() opens the widget's comm and runs in __init__.
+    def open_group(self, namespace: str, name: str) -> GroupPanel:
         """Show the panel of group ``name`` in ``namespace`` below the list and return it."""
         from raise_jupyter.store import FeatureStore
         from raise_jupyter.widgets._panel import GroupPanel
@@ -92,7 +93,7 @@ class StoreBrowser(ipywidgets.VBox):
             self.refresh()
         elif content.get("type") == "open":
             try:
-                self.open(str(content.get("namespace")), str(content.get("name")))
+                self.open_group(str(content.get("namespace")), str(content.get("name")))
             except Exception as error:
                 self.view.error = short_error(error)
 

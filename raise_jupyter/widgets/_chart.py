@@ -189,7 +189,8 @@ def selection_filter(result: AnalysisResult, value: Any) -> tuple[str | None, in
     """Turn a chart selection into a SQL filter and the number of rows it selects.
 
     A brushed range is widened to the edges of the bins it touches, so the filter selects
-    exactly the rows counted in those bins.
+    exactly the rows counted in those bins. The filter includes the chart's own ``where``,
+    because the counts were taken under it.
     """
     rows = result._table.to_pylist()
     column = quote(result.analysis.feature)
@@ -200,7 +201,7 @@ def selection_filter(result: AnalysisResult, value: Any) -> tuple[str | None, in
             return None, None
         counts = {r["value"]: r["count"] for r in rows}
         listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in picked)
-        return f"CAST({column} AS VARCHAR) IN ({listed})", sum(counts.get(p, 0) for p in picked)
+        return _within(result, f"CAST({column} AS VARCHAR) IN ({listed})"), sum(counts.get(p, 0) for p in picked)
     if not isinstance(value, dict) or not value:
         return None, None
     bounds = next(iter(value.values()))
@@ -215,11 +216,19 @@ def selection_filter(result: AnalysisResult, value: Any) -> tuple[str | None, in
     dtype = _dtype(result)
     if dtype is not None and dtype.kind != "scalar":
         vector = f"CAST({column} AS DOUBLE[])"
-        expression = f"sqrt(coalesce(list_sum(list_transform({vector}, lambda e: e * e)), 0))"
+        # A null vector has no norm; without the CASE it would count as norm 0.
+        squares = f"list_sum(list_transform({vector}, lambda e: e * e))"
+        expression = f"(CASE WHEN {vector} IS NULL THEN NULL ELSE sqrt(coalesce({squares}, 0)) END)"
     start, end = touched[0]["start"], touched[-1]["end"]
     closing = "<=" if touched[-1] is bins[-1] else "<"
     text = f"{expression} >= {start!r} AND {expression} {closing} {end!r}"
-    return text, sum(r["count"] for r in touched)
+    return _within(result, text), sum(r["count"] for r in touched)
+
+
+def _within(result: AnalysisResult, selection: str) -> str:
+    """Return ``selection`` restricted to the rows the chart counted (its ``where``)."""
+    where = result.analysis.where
+    return f"({where}) AND ({selection})" if where else selection
 
 
 def _status_html(result: AnalysisResult, selection: str | None, rows: int | None) -> str:

@@ -14,7 +14,7 @@ import traitlets
 
 from raise_jupyter.engine import tables
 from raise_jupyter.widgets._common import asset, css, short_error, start_thread
-from raise_jupyter.widgets._preview import pack_preview
+from raise_jupyter.widgets._preview import CELL_CHARS, pack_preview
 
 if TYPE_CHECKING:
     from raise_jupyter.group import FeatureGroup
@@ -40,6 +40,7 @@ class GroupPanelView(anywidget.AnyWidget):
     features = traitlets.List().tag(sync=True)
     stats = traitlets.Dict().tag(sync=True)
     stats_status = traitlets.Unicode("").tag(sync=True)
+    stats_done = traitlets.Bool(False).tag(sync=True)
     tab = traitlets.Unicode("features").tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
     preview = traitlets.Bytes(b"").tag(sync=True)
@@ -74,6 +75,8 @@ class GroupPanel(ipywidgets.VBox):
         self._lock = threading.Lock()
         self._loaded_tabs: set[str] = set()
         self._threads: list[threading.Thread] = []
+        # Counts refreshes, so that statistics of an earlier refresh are dropped when they finish last.
+        self._generation = 0
         super().__init__([self.view, self._slot])
 
         self.view.observe(self._on_select, "selected")
@@ -92,7 +95,11 @@ class GroupPanel(ipywidgets.VBox):
             self.view.error = short_error(error)
             return
         self._loaded_tabs = {self.view.tab}
-        self._background(self._load_stats, "panel-stats")
+        self.view.stats_done = False
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+        self._background(lambda: self._load_stats(generation), "panel-stats")
         self._background(_prepare_charts, "panel-charts")
         if self.view.tab != "features":
             self._background(lambda: self._load_tab(self.view.tab), "panel-tab")
@@ -107,22 +114,28 @@ class GroupPanel(ipywidgets.VBox):
         self._threads = [t for t in self._threads if t.is_alive()]
         self._threads.append(start_thread(target, name=name))
 
-    def _load_stats(self) -> None:
+    def _load_stats(self, generation: int) -> None:
         from raise_jupyter.profile import plan_profile, profile_features, sample_note
+
+        def show(**traits: Any) -> None:
+            with self._lock:
+                if generation == self._generation:
+                    for name, value in traits.items():
+                        setattr(self.view, name, value)
 
         try:
             plan = plan_profile(self.group)
             names = plan.layout.names
-            self.view.stats_status = f"Computing statistics of {len(names)} features from {sample_note(plan.rows, plan.sample_rows)}\u2026"
+            show(stats_status=f"Computing statistics of {len(names)} features from {sample_note(plan.rows, plan.sample_rows)}\u2026")
             stats: dict[str, Any] = {}
             for start in range(0, len(names), PROFILE_BATCH):
                 for profile in profile_features(self.group, plan, names[start : start + PROFILE_BATCH]):
-                    stats[profile.name] = profile.to_dict()
-                self.view.stats = dict(stats)
-            self.view.stats_status = f"Statistics of version {plan.files.version} from {sample_note(plan.rows, plan.sample_rows)}."
+                    stats[profile.name] = _shorten_text(profile.to_dict())
+                show(stats=dict(stats))
+            show(stats_status=f"Statistics of version {plan.files.version} from {sample_note(plan.rows, plan.sample_rows)}.", stats_done=True)
         except Exception as error:
             logger.warning("Statistics of %s failed: %s", self.group.name, error)
-            self.view.stats_status = f"Statistics failed: {short_error(error)}"
+            show(stats_status=f"Statistics failed: {short_error(error)}", stats_done=True)
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         tab = change["new"]
@@ -153,7 +166,8 @@ class GroupPanel(ipywidgets.VBox):
 
     def _on_select(self, change: dict[str, Any]) -> None:
         name = change["new"]
-        if name:
+        # open_chart() sets ``selected`` too, and that must not compute the chart a second time.
+        if name and (self.chart is None or self.chart.feature != name):
             self.open_chart(name)
 
     def open_chart(self, feature: str) -> DistributionChart:
@@ -219,6 +233,21 @@ def _definitions(group: FeatureGroup) -> tuple[dict[str, Any], list[dict[str, An
     return header, features
 
 
+def _shorten_text(stats: dict[str, Any]) -> dict[str, Any]:
+    """Cut text values of a feature's statistics to CELL_CHARS characters, as the preview does.
+
+    Without the cut, a text feature of long documents sends its minimum, maximum and top values
+    in full, and one stats message can exceed the widget message limit.
+    """
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > CELL_CHARS:
+            return value[: CELL_CHARS - 1] + "\u2026"
+        return value
+
+    return {**stats, "min": cut(stats["min"]), "max": cut(stats["max"]), "labels": [cut(label) for label in stats["labels"]]}
+
+
 def _related(group: FeatureGroup) -> dict[str, list[dict[str, Any]]]:
     """Return the alerts, live tables and jobs that read or write ``group``."""
     from raise_jupyter.conditions import condition_from_spec
@@ -264,7 +293,7 @@ def _related(group: FeatureGroup) -> dict[str, list[dict[str, Any]]]:
 
 def _job_role(name: str, sources: Any, target: Any) -> str:
     reads = any(isinstance(s, dict) and s.get("group") == name for s in sources or [])
-    writes = isinstance(target, dict) and target.get("group") == name
+    writes = isinstance(target, dict) and target.get("feature_group") == name
     return "reads and writes" if reads and writes else "reads" if reads else "writes" if writes else ""
 
 
