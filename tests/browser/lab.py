@@ -15,23 +15,26 @@ _WAIT_FOR = """
 """
 
 _RUN_CELL = """
-async ({ index, selector }) => {
+async ({ index, selectors }) => {
   const app = window.jupyterapp;
   const notebook = app.shell.currentWidget.content;
   notebook.activeCellIndex = index;
   const node = notebook.widgets[index].node;
   const started = performance.now();
   app.commands.execute("notebook:run-cell");
-  if (!selector) return 0;
-  await new Promise((resolve, reject) => {
-    const tick = () => {
-      if (node.querySelector(selector)) resolve();
-      else if (performance.now() - started > 60000) reject(new Error("no " + selector + " in cell " + index + " after 60 s"));
-      else setTimeout(tick, 5);
-    };
-    tick();
-  });
-  return performance.now() - started;
+  const times = [];
+  for (const selector of selectors) {
+    await new Promise((resolve, reject) => {
+      const tick = () => {
+        if (node.querySelector(selector)) resolve();
+        else if (performance.now() - started > 60000) reject(new Error("no " + selector + " in cell " + index + " after 60 s"));
+        else setTimeout(tick, 5);
+      };
+      tick();
+    });
+    times.push(performance.now() - started);
+  }
+  return times;
 }
 """
 
@@ -48,14 +51,15 @@ def open_notebook(page: Any, lab: Any, name: str) -> None:
     )
 
 
-def run_cell(page: Any, index: int, *, wait_for: str | None = None) -> float:
-    """Run cell ``index``; with ``wait_for``, wait for that selector inside the cell.
+def run_cell(page: Any, index: int, *, wait_for: str | list[str] | None = None) -> list[float]:
+    """Run cell ``index``; with ``wait_for``, wait for each selector in turn inside the cell.
 
-    Returns the milliseconds from the run command to the selector appearing (0 without one).
+    Returns the milliseconds from the run command to each selector appearing.
     """
-    elapsed = page.evaluate(_RUN_CELL, {"index": index, "selector": wait_for})
+    selectors = [wait_for] if isinstance(wait_for, str) else list(wait_for or [])
+    elapsed = page.evaluate(_RUN_CELL, {"index": index, "selectors": selectors})
     wait_idle(page)
-    return float(elapsed)
+    return [float(ms) for ms in elapsed]
 
 
 def wait_idle(page: Any) -> None:

