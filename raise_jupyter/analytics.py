@@ -293,7 +293,9 @@ def _bin_index_sql(edges: list[float], *, uniform: bool) -> str:
     """Return SQL of the 0-based bin of ``x``: -1 below the first edge, len(edges) - 1 above the last."""
     bins = len(edges) - 1
     listed = "([" + ", ".join(repr(float(e)) for e in edges) + "]::DOUBLE[])"
-    first, last = repr(float(edges[0])), repr(float(edges[-1]))
+    # Cast, because DuckDB reads a literal such as -2.768 as a DECIMAL, and a difference of
+    # two DECIMALs with many digits overflows.
+    first, last = f"CAST({float(edges[0])!r} AS DOUBLE)", f"CAST({float(edges[-1])!r} AS DOUBLE)"
     if not uniform:
         # Bins [e0, e1), [e1, e2), ..., [e(n-1), en]: the number of edges at or below x, minus 1.
         inner = f"len(list_filter({listed}, lambda e: e <= x)) - 1"

@@ -145,22 +145,30 @@ class GroupPanel(ipywidgets.VBox):
         self._background(lambda: self._load_tab(tab), f"panel-{tab}")
 
     def _load_tab(self, tab: str) -> None:
+        generation = self._generation
         try:
             if tab == "preview":
-                self._load_preview()
+                traits = self._preview_traits()
             elif tab in ("alerts", "live", "jobs"):
-                self.view.related = {**self.view.related, **_related(self.group)}
+                traits = {"related": _related(self.group)}
+            else:
+                return
         except Exception as error:
             logger.warning("Loading the %s tab of %s failed: %s", tab, self.group.name, error)
-            self.view.error = short_error(error)
+            traits = {"error": short_error(error)}
 
-    def _load_preview(self) -> None:
-        sql, schema, version = self.group._select_sql(None, None, None)
+        # A refresh that started meanwhile loads the tab again; drop this older result.
+        with self._lock:
+            if generation == self._generation:
+                with self.view.hold_sync():
+                    for name, value in traits.items():
+                        setattr(self.view, name, value)
+
+    def _preview_traits(self) -> dict[str, Any]:
+        sql, _, version = self.group._select_sql(None, None, None)
         table = self.group._read(f"SELECT * FROM ({sql}) AS t LIMIT 50", None, version)
         preview = pack_preview(table, total_rows=self.view.header.get("rows"))
-        self.view.preview_columns = preview.columns
-        self.view.preview_note = f"Version {version}, {preview.note}."
-        self.view.preview = preview.data
+        return {"preview_columns": preview.columns, "preview_note": f"Version {version}, {preview.note}.", "preview": preview.data}
 
     # -- interaction ------------------------------------------------------------------------
 

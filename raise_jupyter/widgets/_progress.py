@@ -56,30 +56,21 @@ class JobProgress(anywidget.AnyWidget):
     cancel_requested = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, run: JobRun, *, interval: float = UPDATE_SECONDS) -> None:
-        super().__init__(job=run.job_name, run_id=run.id)
+        # The opening message already carries the run's state, so a finished run never shows
+        # as running.
+        super().__init__(job=run.job_name, run_id=run.id, **_traits_of(run))
         self.run = run
         self._interval = interval
         self._stop = threading.Event()
         self.on_msg(self._on_message)
-        self.update()
         self._thread = threading.Thread(target=self._follow, name=f"raise-progress-{run.id}", daemon=True)
         self._thread.start()
 
     def update(self) -> None:
         """Copy the run's progress into the widget (one message)."""
-        progress = self.run.progress
         with self.hold_sync():
-            self.status = progress.status
-            self.phase = progress.phase or ""
-            self.rows_done = progress.rows_done
-            self.rows_total = progress.rows_total
-            self.rows_per_second = progress.rows_per_second
-            self.eta_seconds = progress.eta_seconds if progress.status == "running" else None
-            self.elapsed_seconds = progress.elapsed_seconds
-            self.device = progress.device or ""
-            if progress.status != "running":
-                self.error = _first_line(self.run.error)
-                self.summary = summary(self.run)
+            for name, value in _traits_of(self.run).items():
+                setattr(self, name, value)
 
     def cancel(self) -> None:
         """Ask the run to stop before its next batch."""
@@ -109,6 +100,25 @@ class JobProgress(anywidget.AnyWidget):
         return f"JobProgress({self.run!r})"
 
 
+def _traits_of(run: JobRun) -> dict[str, Any]:
+    """Return the widget's trait values for the run's current progress."""
+    progress = run.progress
+    traits = {
+        "status": progress.status,
+        "phase": progress.phase or "",
+        "rows_done": progress.rows_done,
+        "rows_total": progress.rows_total,
+        "rows_per_second": progress.rows_per_second,
+        "eta_seconds": progress.eta_seconds if progress.status == "running" else None,
+        "elapsed_seconds": progress.elapsed_seconds,
+        "device": progress.device or "",
+    }
+    if progress.status != "running":
+        traits["error"] = _last_line(run.error)
+        traits["summary"] = summary(run)
+    return traits
+
+
 def summary(run: JobRun) -> str:
     """Return one line on how a finished run went."""
     progress = run.progress
@@ -120,10 +130,11 @@ def summary(run: JobRun) -> str:
         return f"Succeeded: {progress.rows_done:,} rows in {took}{device}{speed}{version}."
     if progress.status == "cancelled":
         return f"Cancelled after {took} at {progress.rows_done:,} rows; the target is unchanged."
-    return f"Failed after {took}: {_first_line(run.error)}"
+    return f"Failed after {took}: {_last_line(run.error)}"
 
 
-def _first_line(text: str | None) -> str:
+def _last_line(text: str | None) -> str:
+    """Return the last non-blank line of a traceback: the exception and its message."""
     if not text:
         return ""
     lines = [line for line in text.strip().splitlines() if line.strip()]
