@@ -13,7 +13,7 @@ import traitlets
 from raise_jupyter.analysis import METRICS, Aggregation
 from raise_jupyter.conditions import Condition
 from raise_jupyter.errors import RaiseError
-from raise_jupyter.widgets._common import asset, css, json_number, short_error
+from raise_jupyter.widgets._common import asset, css, json_number, short_error, widget_bundle
 
 if TYPE_CHECKING:
     from raise_jupyter.alerts import Alert
@@ -233,6 +233,11 @@ class AlertEditor(anywidget.AnyWidget):
             self.send_test()
         elif kind == "load" and isinstance(content.get("name"), str):
             self.load(content["name"])
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        alerts = self.store.list_alerts()
+        html = "".join(alert._repr_html_() for alert in alerts) or "<p>No alerts yet.</p>"
+        return widget_bundle(self, text=repr(self), html=html)
 
     def __repr__(self) -> str:
         return f"AlertEditor({self.store.namespace}, editing={self.form.get('editing') or None!r})"

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import traitlets
 
 from raise_jupyter.engine import tables
-from raise_jupyter.widgets._common import asset, css, short_error
+from raise_jupyter.widgets._common import asset, css, short_error, widget_bundle
 
 if TYPE_CHECKING:
     from raise_jupyter.store import FeatureStore
@@ -96,6 +96,9 @@ class StoreBrowser(ipywidgets.VBox):
                 self.open_group(str(content.get("namespace")), str(content.get("name")))
             except Exception as error:
                 self.view.error = short_error(error)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        return widget_bundle(self, text=repr(self), html=self.store._repr_html_())
 
     def __repr__(self) -> str:
         return f"StoreBrowser({str(self.store.root)!r})"

@@ -12,6 +12,7 @@ import ipywidgets
 
 from raise_jupyter.analysis import Distribution
 from raise_jupyter.engine.duck import quote
+from raise_jupyter.widgets._common import widget_bundle
 
 if TYPE_CHECKING:
     import altair
@@ -128,6 +129,10 @@ class DistributionChart(ipywidgets.VBox):
         value = getattr(selection, "value", None)
         self.selection, self.selected_rows = selection_filter(self.result, value)
         self._status.value = _status_html(self.result, self.selection, self.selected_rows)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        html = self.result._repr_html_() if self.result is not None else self._status.value
+        return widget_bundle(self, text=repr(self), html=html)
 
     def __repr__(self) -> str:
         return f"DistributionChart({self.group.name}.{self.feature}, selection={self.selection!r})"

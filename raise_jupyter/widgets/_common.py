@@ -38,7 +38,11 @@ def widget_bundle(widget: Any, *, text: str, html: str) -> dict[str, Any]:
 
 
 def start_thread(target: Callable[[], None], *, name: str) -> threading.Thread:
-    """Run ``target`` in a daemon thread, logging (not raising) its errors."""
+    """Run ``target`` in a background thread, logging (not raising) its errors.
+
+    The thread is not a daemon: the interpreter waits for it at exit, because a DuckDB query
+    still running during interpreter shutdown aborts the process.
+    """
 
     def run() -> None:
         try:
@@ -46,7 +50,7 @@ def start_thread(target: Callable[[], None], *, name: str) -> threading.Thread:
         except Exception:
             logger.exception("Widget background task %s failed", name)
 
-    thread = threading.Thread(target=run, name=f"raise-{name}", daemon=True)
+    thread = threading.Thread(target=run, name=f"raise-{name}", daemon=False)
     thread.start()
     return thread
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import traitlets
 
 from raise_jupyter.engine import tables
-from raise_jupyter.widgets._common import asset, css, short_error, start_thread
+from raise_jupyter.widgets._common import asset, css, short_error, start_thread, widget_bundle
 from raise_jupyter.widgets._preview import CELL_CHARS, pack_preview
 
 if TYPE_CHECKING:
@@ -207,6 +207,9 @@ class GroupPanel(ipywidgets.VBox):
             self.refresh()
         elif kind == "new_alert":
             self.open_alert_editor()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        return widget_bundle(self, text=repr(self), html=self.group._repr_html_())
 
     def __repr__(self) -> str:
         return f"GroupPanel({self.group.namespace}/{self.group.name})"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-from raise_jupyter.widgets._common import asset, css
+from raise_jupyter.widgets._common import asset, css, widget_bundle
 
 if TYPE_CHECKING:
     from raise_jupyter.jobs import JobRun
@@ -95,6 +95,9 @@ class JobProgress(anywidget.AnyWidget):
     def close(self) -> None:
         self._stop.set()
         super().close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        return widget_bundle(self, text=repr(self), html=self.run._repr_html_())
 
     def __repr__(self) -> str:
         return f"JobProgress({self.run!r})"

@@ -103,6 +103,17 @@ def test_group_panel_renders_and_a_click_opens_the_chart(lab: Any, page: Any, st
     # Vega draws one path per bar, inside the chart's SVG, from JavaScript bundled in the kernel.
     page.wait_for_function("() => document.querySelectorAll('.raise-chart svg .mark-rect.role-mark path').length >= 20")
     assert "dep_delay" in cell(page, last).locator(".raise-chart-status").inner_text()
+
+    # Brushing a range reaches the kernel, which writes the SQL filter under the chart.
+    box = cell(page, last).locator(".raise-chart svg").first.bounding_box()
+    middle = box["y"] + box["height"] * 0.45
+    page.mouse.move(box["x"] + box["width"] * 0.2, middle)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.35, middle, steps=8)
+    page.mouse.up()
+    page.wait_for_function("() => document.querySelector('.raise-chart-status').textContent.includes('Selection (')")
+    status = cell(page, last).locator(".raise-chart-status").inner_text()
+    assert '"dep_delay" >= ' in status
     _shoot_both_themes(page, cell(page, last).locator(".jp-OutputArea"), "group-panel-with-chart")
 
     panel.locator('button[data-tab="preview"]').click()
