@@ -1,5 +1,5 @@
-"""How Raise objects display: a live widget in a Jupyter kernel, static HTML and plain text
-everywhere, so that nbconvert and GitHub still show something useful."""
+"""Display bundles of Raise objects: a live widget in a Jupyter kernel, static HTML and plain
+text everywhere, so that nbconvert and GitHub still show something useful."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def in_kernel() -> bool:
-    """Whether code runs in a Jupyter kernel, where widgets can be shown."""
+    """Return whether code runs in a Jupyter kernel, where widgets can be shown."""
     try:
         from IPython import get_ipython
     except ImportError:

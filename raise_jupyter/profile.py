@@ -113,7 +113,7 @@ class GroupProfile:
 
 @dataclass(frozen=True)
 class ProfilePlan:
-    """What a profile reads: one table version, all or a sample of its rows."""
+    """The input of a profile: one table version, and all of its rows or a sample."""
 
     record: GroupRecord
     layout: reader.GroupLayout

@@ -90,7 +90,10 @@ class AlertEditor(anywidget.AnyWidget):
         groups = self.options.get("groups", {})
         form["group"] = group if group in groups else next(iter(groups), "")
         features = [f["name"] for f in groups.get(form["group"], [])]
-        form["feature"] = feature if feature in features else (features[0] if features else "")
+        if feature in features:
+            form["feature"] = feature
+        else:
+            form["feature"] = features[0] if features else ""
         self.form = form
         if alert is not None:
             self.load(alert)

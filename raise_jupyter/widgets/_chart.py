@@ -41,8 +41,8 @@ class DistributionChart(ipywidgets.VBox):
     """An interactive chart of a feature's distribution.
 
     Numbers show a histogram (vectors: of their norms), text and booleans the most frequent
-    values. Drag across the histogram, or click bars of value counts, to select; the selection
-    is available as a SQL filter over the group's features in ``selection``.
+    values. Drag across the histogram, or click bars of value counts, to select. The selection
+    is then available in ``selection`` as a SQL filter over the group's features.
 
     Parameters
     ----------

@@ -237,7 +237,7 @@ def _definitions(group: FeatureGroup) -> tuple[dict[str, Any], list[dict[str, An
             "dtype": r.dtype,
             "derived": r.derived_from or "",
             "description": r.description or "",
-            "role": "key" if r.name in (record.keys or ()) else "event time" if r.name == record.event_time else "derived" if r.derived_from else "stored",
+            "role": _role(record, r),
         }
         for r in records
     ]
@@ -257,6 +257,17 @@ def _shorten_text(stats: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return {**stats, "min": cut(stats["min"]), "max": cut(stats["max"]), "labels": [cut(label) for label in stats["labels"]]}
+
+
+def _role(record: Any, feature: Any) -> str:
+    """Return a feature's role in its group: key, event time, derived or stored."""
+    if feature.name in (record.keys or ()):
+        return "key"
+    if feature.name == record.event_time:
+        return "event time"
+    if feature.derived_from:
+        return "derived"
+    return "stored"
 
 
 def _related(group: FeatureGroup) -> dict[str, list[dict[str, Any]]]:
@@ -305,7 +316,13 @@ def _related(group: FeatureGroup) -> dict[str, list[dict[str, Any]]]:
 def _job_role(name: str, sources: Any, target: Any) -> str:
     reads = any(isinstance(s, dict) and s.get("group") == name for s in sources or [])
     writes = isinstance(target, dict) and target.get("feature_group") == name
-    return "reads and writes" if reads and writes else "reads" if reads else "writes" if writes else ""
+    if reads and writes:
+        return "reads and writes"
+    if reads:
+        return "reads"
+    if writes:
+        return "writes"
+    return ""
 
 
 def _prepare_charts() -> None:

@@ -1,6 +1,6 @@
 """Data previews for widgets: a capped sample of rows packed into one binary buffer.
 
-The buffer holds the cells as UTF-8 text, row by row, separated by the unit separator
+The buffer contains the cells as UTF-8 text, row by row, separated by the unit separator
 (U+001F); a null cell is the single character U+0000. The front end splits it with
 ``TextDecoder`` and needs no Arrow library.
 """

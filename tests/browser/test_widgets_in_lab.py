@@ -69,7 +69,7 @@ def _record_timing(name: str, values: dict[str, float]) -> None:
     path.write_text(json.dumps(timings, indent=2))
 
 
-def test_group_panel_renders_and_a_click_opens_the_chart(lab: Any, page: Any, store_root: Path) -> None:
+def test_group_panel_click_opens_chart(lab: Any, page: Any, store_root: Path) -> None:
     # Baseline: what a user would run without the panel, reading the same table version from
     # the store and summarizing it with pandas. Each side runs three times, alternating.
     baseline = "fs['flights'].to_pandas().describe(include='all')"
@@ -123,7 +123,7 @@ def test_group_panel_renders_and_a_click_opens_the_chart(lab: Any, page: Any, st
     _shoot_both_themes(page, panel, "group-panel-preview")
 
 
-def test_alert_editor_saves_an_alert_that_the_api_lists(lab: Any, page: Any, store_root: Path) -> None:
+def test_alert_editor_save_creates_alert(lab: Any, page: Any, store_root: Path) -> None:
     name = lab.write_notebook(
         "alerts.ipynb", [_setup_cell(store_root), "fs.alert_editor(group='flights', feature='dep_delay')"]
     )
@@ -150,14 +150,15 @@ def test_alert_editor_saves_an_alert_that_the_api_lists(lab: Any, page: Any, sto
     alert = FeatureStore(NAMESPACE, root=store_root).get_alert("delay-spike")
     assert alert.analysis.feature == "dep_delay"
     assert alert.analysis.metrics == ("avg",)
-    assert alert.condition.operator == "greater_than" and alert.condition.operands == (10.0,)
+    assert alert.condition.operator == "greater_than"
+    assert alert.condition.operands == (10.0,)
     # The mean departure delay of the flights is about 12.6 minutes, so the alert fires.
     assert alert.state == "firing"
     editor.locator(".raise-current table").wait_for()
     _shoot_both_themes(page, editor, "alert-editor-saved")
 
 
-def test_cancel_stops_a_running_job(lab: Any, page: Any, store_root: Path) -> None:
+def test_job_progress_cancel_stops_run(lab: Any, page: Any, store_root: Path) -> None:
     job_cell = (
         "import time\n"
         "from raise_jupyter import FeatureGroupSource, Target, python_transform\n"
@@ -187,7 +188,7 @@ def test_cancel_stops_a_running_job(lab: Any, page: Any, store_root: Path) -> No
     _shoot_both_themes(page, progress, "job-progress-cancelled")
 
 
-def test_store_browser_opens_a_group_panel(lab: Any, page: Any, store_root: Path) -> None:
+def test_store_browser_opens_panel(lab: Any, page: Any, store_root: Path) -> None:
     name = lab.write_notebook("browser.ipynb", [_setup_cell(store_root), "fs"])
     open_notebook(page, lab, name)
     run_cell(page, 0)

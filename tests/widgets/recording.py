@@ -1,8 +1,8 @@
 """A comm that records what widgets would send to the front end.
 
-Widgets normally talk to the browser through a kernel's comm; here the comm is replaced by
-one that keeps every message, serialized as the kernel would (strict JSON plus binary
-buffers), so tests can check what a widget sends and how large each message is.
+Widgets normally send messages to the browser through a kernel's comm. Here that comm is
+replaced by one that keeps every message, serialized as the kernel would (strict JSON plus
+binary buffers), so tests can check what a widget sends and how large each message is.
 """
 
 from __future__ import annotations

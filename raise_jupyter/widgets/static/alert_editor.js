@@ -1,5 +1,5 @@
-// Alert editor. The form lives in the "form" trait; Save and Test send the form to the kernel,
-// which validates it with the Python API and answers through "errors", "message" and "current".
+// Alert editor. The form is kept in the "form" trait. Save and Test send the form to the kernel,
+// which validates it with the Python API and sets "errors", "message" and "current" in reply.
 
 function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);

@@ -1,4 +1,5 @@
-// Store browser: namespaces and their groups; clicking a group asks the kernel to open its panel.
+// Store browser: namespaces and their groups. Clicking a group sends a message that makes the
+// kernel open the group's panel.
 
 function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
