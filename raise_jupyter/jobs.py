@@ -303,6 +303,17 @@ class Job:
         row = self._row()
         return f"Job({row.name!r}, {row.transform.get('kind')}, target={row.target['feature_group']!r}, schedule={row.schedule!r})"
 
+    def _repr_html_(self) -> str:
+        import html
+
+        row = self._row()
+        sources = ", ".join(str(source.get("group")) for source in row.sources)
+        return (
+            f"<p><b>Job {html.escape(row.name)}</b>: {html.escape(str(row.transform.get('kind')))} from "
+            f"{html.escape(sources)} into {html.escape(str(row.target['feature_group']))}, "
+            f"schedule {html.escape(row.schedule or 'on demand')}</p>"
+        )
+
 
 # -- definition ---------------------------------------------------------------------------------
 
