@@ -91,3 +91,13 @@ __all__ = [
     "sql_transform",
     "use_store",
 ]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Return where the built JupyterLab extension lies, for ``jupyter labextension``."""
+    return [{"src": "labextension", "dest": "raise-jupyter"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """Return the module of the Jupyter server extension (REST handlers under /raise/api/)."""
+    return [{"module": "raise_jupyter.serverext"}]

@@ -1,0 +1,84 @@
+// Requests to the Raise server extension (read-only REST handlers under /raise/api/).
+
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export interface IFeatureInfo {
+  name: string;
+  dtype: string;
+  derived: string;
+  description: string;
+  role: string;
+}
+
+export interface IGroupInfo {
+  namespace: string;
+  name: string;
+  description: string;
+  keys: string[];
+  event_time: string | null;
+  online: boolean;
+  rows?: number | null;
+  version?: number | null;
+  features: IFeatureInfo[];
+}
+
+/**
+ * Send a GET request to the server extension and return the parsed JSON body.
+ *
+ * Errors carry the server's reason, such as a missing store.
+ */
+export async function requestAPI<T>(endpoint: string): Promise<T> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'raise', 'api', endpoint);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, {}, settings);
+  } catch (error) {
+    throw new ServerConnection.NetworkError(error as TypeError);
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    throw new Error(`Raise server extension: ${response.status} ${response.statusText || text}`);
+  }
+  return JSON.parse(text) as T;
+}
+
+/**
+ * The groups of the store, shared by the sidebar and the completer.
+ *
+ * A load older than `maxAgeMs` is repeated on the next request.
+ */
+export class GroupCache {
+  private groups: IGroupInfo[] = [];
+  private loadedAt = 0;
+  private pending: Promise<IGroupInfo[]> | null = null;
+
+  async get(maxAgeMs = 10000): Promise<IGroupInfo[]> {
+    if (Date.now() - this.loadedAt <= maxAgeMs) {
+      return this.groups;
+    }
+    return this.reload();
+  }
+
+  reload(): Promise<IGroupInfo[]> {
+    if (!this.pending) {
+      this.pending = requestAPI<IGroupInfo[]>('groups?rows=1')
+        .then(groups => {
+          this.groups = groups;
+          this.loadedAt = Date.now();
+          return groups;
+        })
+        .finally(() => {
+          this.pending = null;
+        });
+    }
+    return this.pending;
+  }
+}
+
+/** Return the SQL reference of a feature, as `"group".feature`. */
+export function featureReference(group: string, feature: string): string {
+  const column = /^[A-Za-z_][A-Za-z0-9_]*$/.test(feature) ? feature : `"${feature.replace(/"/g, '""')}"`;
+  return `"${group.replace(/"/g, '""')}".${column}`;
+}

@@ -1,0 +1,64 @@
+// JupyterLab side of Raise: the Feature Store sidebar, SQL/YAML editing of %%raise cells and
+// completion of group and feature names served by the Raise server extension.
+
+import { JupyterFrontEnd, JupyterFrontEndPlugin, ILayoutRestorer } from '@jupyterlab/application';
+import { EditorExtensionRegistry, IEditorExtensionRegistry } from '@jupyterlab/codemirror';
+import { ICompletionProviderManager } from '@jupyterlab/completer';
+import { INotebookTracker } from '@jupyterlab/notebook';
+
+import { GroupCache } from './api';
+import { RaiseCompletionProvider } from './completer';
+import { raiseCellLanguage } from './language';
+import { FeatureStorePanel } from './sidebar';
+
+const cache = new GroupCache();
+
+const sidebar: JupyterFrontEndPlugin<void> = {
+  id: 'raise-jupyter:sidebar',
+  description: 'A Feature Store panel in the left sidebar.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  optional: [ILayoutRestorer],
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker, restorer: ILayoutRestorer | null) => {
+    const panel = new FeatureStorePanel(tracker, cache);
+    app.shell.add(panel, 'left', { rank: 600 });
+    if (restorer) {
+      restorer.add(panel, panel.id);
+    }
+    app.commands.addCommand('raise:refresh-sidebar', {
+      label: 'Refresh the Feature Store sidebar',
+      execute: () => panel.refresh()
+    });
+  }
+};
+
+const language: JupyterFrontEndPlugin<void> = {
+  id: 'raise-jupyter:cell-language',
+  description: 'SQL highlighting in %%raise cells and YAML in %%raise define cells.',
+  autoStart: true,
+  requires: [IEditorExtensionRegistry],
+  activate: (app: JupyterFrontEnd, registry: IEditorExtensionRegistry) => {
+    registry.addExtension({
+      name: 'raise-jupyter:cell-language',
+      factory: options => {
+        // Only notebook and console code cells in Python can hold %%raise magics.
+        if (!options.model.mimeType.includes('python')) {
+          return null;
+        }
+        return EditorExtensionRegistry.createImmutableExtension(raiseCellLanguage(options.model.sharedModel.getSource()));
+      }
+    });
+  }
+};
+
+const completion: JupyterFrontEndPlugin<void> = {
+  id: 'raise-jupyter:completion',
+  description: 'Completion of feature group and feature names in %%raise cells.',
+  autoStart: true,
+  requires: [ICompletionProviderManager],
+  activate: (app: JupyterFrontEnd, manager: ICompletionProviderManager) => {
+    manager.registerProvider(new RaiseCompletionProvider(cache));
+  }
+};
+
+export default [sidebar, language, completion];
