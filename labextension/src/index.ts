@@ -41,8 +41,10 @@ const language: JupyterFrontEndPlugin<void> = {
     registry.addExtension({
       name: 'raise-jupyter:cell-language',
       factory: options => {
-        // Only notebook and console code cells in Python can hold %%raise magics.
-        if (!options.model.mimeType.includes('python')) {
+        // Cell editors are inline; file editors are not. The cell's MIME type is not known
+        // yet when its editor is made, so every cell gets the extension, and it acts only on
+        // cells whose first line starts with %%raise.
+        if (!options.inline) {
           return null;
         }
         return EditorExtensionRegistry.createImmutableExtension(raiseCellLanguage(options.model.sharedModel.getSource()));

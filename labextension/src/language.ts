@@ -4,7 +4,8 @@
 
 import { sql, PostgreSQL } from '@codemirror/lang-sql';
 import { yaml } from '@codemirror/lang-yaml';
-import { Compartment, EditorState, Extension, Prec, StateField, Text } from '@codemirror/state';
+import { Compartment, EditorState, Extension, Prec, StateEffect, StateField, Text } from '@codemirror/state';
+import { EditorView, ViewPlugin, ViewUpdate } from '@codemirror/view';
 
 export type CellMode = 'sql' | 'yaml' | null;
 
@@ -27,23 +28,64 @@ function languageFor(mode: CellMode): Extension {
   return [];
 }
 
-/** Return the editor extension that switches the language as the first line changes. */
+/**
+ * Return the editor extension that switches the language as the first line changes.
+ *
+ * Edits switch it in the same transaction. A text that arrives without an edit (an editor
+ * created with its cell's source) is caught by a view plugin, which switches after the update.
+ */
 export function raiseCellLanguage(initialText: string): Extension {
   const compartment = new Compartment();
   const initial = modeOf(initialText);
-  const mode = StateField.define<CellMode>({
-    create: state => modeOf(state.doc),
-    update: (value, transaction) => (transaction.docChanged ? modeOf(transaction.newDoc) : value)
+  const setApplied = StateEffect.define<CellMode>();
+  const applied = StateField.define<CellMode>({
+    create: () => initial,
+    update: (value, transaction) => {
+      for (const effect of transaction.effects) {
+        if (effect.is(setApplied)) {
+          value = effect.value;
+        }
+      }
+      return value;
+    }
   });
-  const switcher = EditorState.transactionExtender.of(transaction => {
+  const reconfigure = (mode: CellMode) => [compartment.reconfigure(languageFor(mode)), setApplied.of(mode)];
+
+  const onEdit = EditorState.transactionExtender.of(transaction => {
     if (!transaction.docChanged) {
       return null;
     }
     const next = modeOf(transaction.newDoc);
-    if (next === transaction.startState.field(mode)) {
-      return null;
-    }
-    return { effects: compartment.reconfigure(languageFor(next)) };
+    return next === transaction.startState.field(applied) ? null : { effects: reconfigure(next) };
   });
-  return [mode, compartment.of(languageFor(initial)), switcher];
+
+  const catchUp = ViewPlugin.fromClass(
+    class {
+      private scheduled = false;
+
+      constructor(view: EditorView) {
+        this.check(view);
+      }
+
+      update(update: ViewUpdate): void {
+        this.check(update.view);
+      }
+
+      private check(view: EditorView): void {
+        if (this.scheduled || modeOf(view.state.doc) === view.state.field(applied)) {
+          return;
+        }
+        // A plugin may not dispatch during an update, so switch right after it.
+        this.scheduled = true;
+        setTimeout(() => {
+          this.scheduled = false;
+          const mode = modeOf(view.state.doc);
+          if (mode !== view.state.field(applied, false)) {
+            view.dispatch({ effects: reconfigure(mode) });
+          }
+        }, 0);
+      }
+    }
+  );
+  return [applied, compartment.of(languageFor(initial)), onEdit, catchUp];
 }

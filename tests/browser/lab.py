@@ -21,7 +21,8 @@ async ({ index, selectors }) => {
   notebook.activeCellIndex = index;
   const node = notebook.widgets[index].node;
   const started = performance.now();
-  app.commands.execute("notebook:run-cell");
+  // The command's promise settles when the cell has finished running.
+  const finished = app.commands.execute("notebook:run-cell");
   const times = [];
   for (const selector of selectors) {
     await new Promise((resolve, reject) => {
@@ -34,6 +35,7 @@ async ({ index, selectors }) => {
     });
     times.push(performance.now() - started);
   }
+  await finished;
   return times;
 }
 """
