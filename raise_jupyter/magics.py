@@ -335,7 +335,11 @@ class _AlertList(list):
         def html() -> str:
             return "".join(alert._repr_html_() for alert in self) or "<p>No alerts yet.</p>"
 
-        return rich_bundle(self._store.alert_editor, text=list.__repr__(self), html=html)
+        def editor() -> Any:
+            # Open the first alert, so that its state and history show at once.
+            return self._store.alert_editor(self[0].name if self else None)
+
+        return rich_bundle(editor, text=list.__repr__(self), html=html)
 
 
 COMMANDS = ["use", "groups", "show", "ingest", "analyze", "dist", "alerts", "jobs", "help"]

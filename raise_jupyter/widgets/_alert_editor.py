@@ -93,7 +93,7 @@ class AlertEditor(anywidget.AnyWidget):
         if feature in features:
             form["feature"] = feature
         else:
-            form["feature"] = features[0] if features else ""
+            form["feature"] = _first_numeric(groups.get(form["group"], []))
         self.form = form
         if alert is not None:
             self.load(alert)
@@ -244,6 +244,14 @@ class AlertEditor(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
         return f"AlertEditor({self.store.namespace}, editing={self.form.get('editing') or None!r})"
+
+
+def _first_numeric(features: list[dict[str, str]]) -> str:
+    """Return the first feature whose dtype a numeric metric such as avg applies to."""
+    for feature in features:
+        if feature["dtype"].startswith(("int", "float")):
+            return feature["name"]
+    return features[0]["name"] if features else ""
 
 
 def _condition(form: dict[str, Any]) -> Condition:

@@ -163,7 +163,7 @@ def _chart(alt: Any, result: AnalysisResult) -> altair.Chart:
             alt.Chart(alt.Data(values=bars))
             .mark_bar()
             .encode(
-                x=alt.X("start:Q", bin="binned", title=_axis_title(result)),
+                x=alt.X("start:Q", bin="binned", title=_axis_title(result), axis=alt.Axis(labelOverlap="greedy", labelFlush=True)),
                 x2="end:Q",
                 y=alt.Y("count:Q", title="rows"),
                 tooltip=["bucket:N", alt.Tooltip("count:Q", format=",")],
@@ -243,6 +243,9 @@ def _status_html(result: AnalysisResult, selection: str | None, rows: int | None
     if selection:
         lines.append(f"Selection ({rows:,} rows): <code>{html.escape(selection)}</code> (in <code>chart.selection</code>)")
     else:
-        lines.append("Drag across the chart (or click bars) to select a range.")
+        if "value" in result._table.column_names:
+            lines.append("Click bars (shift-click for several) to select values.")
+        else:
+            lines.append("Drag across the chart to select a range.")
     body = "<br>".join(html.escape(lines[0]) if i == 0 else line for i, line in enumerate(lines))
     return f'<div class="raise-chart-status" style="font-size: var(--jp-ui-font-size1, 13px)">{body}</div>'

@@ -165,10 +165,19 @@ class GroupPanel(ipywidgets.VBox):
                         setattr(self.view, name, value)
 
     def _preview_traits(self) -> dict[str, Any]:
+        from raise_jupyter.engine.duck import quote
+
         sql, _, version = self.group._select_sql(None, None, None)
-        table = self.group._read(f"SELECT * FROM ({sql}) AS t LIMIT 50", None, version)
+        event_time = self.group.event_time
+        order = f" ORDER BY {quote(event_time)}" if event_time else ""
+        table = self.group._read(f"SELECT * FROM ({sql}) AS t{order} LIMIT 50", None, version)
         preview = pack_preview(table, total_rows=self.view.header.get("rows"))
-        return {"preview_columns": preview.columns, "preview_note": f"Version {version}, {preview.note}.", "preview": preview.data}
+        which = f"earliest by {event_time}" if event_time else "in storage order"
+        return {
+            "preview_columns": preview.columns,
+            "preview_note": f"Version {version}, {preview.note} ({which}).",
+            "preview": preview.data,
+        }
 
     # -- interaction ------------------------------------------------------------------------
 

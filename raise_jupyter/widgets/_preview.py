@@ -47,7 +47,7 @@ def pack_preview(table: pa.Table, *, total_rows: int | None = None) -> Preview:
     cells = [columns[c][r] for r in range(table.num_rows) for c in range(kept)]
     data = SEPARATOR.join(cells).encode("utf-8")
 
-    shown = f"first {table.num_rows:,} rows"
+    shown = f"{table.num_rows:,} rows"
     if total_rows is not None:
         shown += f" of {total_rows:,}"
     if kept < len(names):
@@ -69,7 +69,8 @@ def _cell(value: Any) -> str:
 
 def _text(value: Any) -> str:
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)
+        # Six significant digits, as pandas prints them; the preview is for reading, not export.
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, (bytes, bytearray)):

@@ -108,7 +108,7 @@ def _traits_of(run: JobRun) -> dict[str, Any]:
     progress = run.progress
     traits = {
         "status": progress.status,
-        "phase": progress.phase or "",
+        "phase": (progress.phase or "") if progress.status == "running" else "",
         "rows_done": progress.rows_done,
         "rows_total": progress.rows_total,
         "rows_per_second": progress.rows_per_second,

@@ -24,8 +24,9 @@ from typing import Any
 import nbformat
 import pytest
 
+from lab import artifacts_dir
+
 CHROMIUM = "/usr/bin/chromium"
-REPOSITORY = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -38,12 +39,6 @@ CHROMIUM_FLAGS = [
 ]
 
 pytestmark = pytest.mark.browser
-
-
-def artifacts_dir() -> Path:
-    folder = Path(os.environ.get("RAISE_TEST_ARTIFACTS", REPOSITORY / "test-artifacts")) / "browser"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @dataclass

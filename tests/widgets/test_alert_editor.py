@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import FLIGHT_ROWS, flight_rows
+from flight_data import FLIGHT_ROWS, flight_rows
 from servers import free_port
 
 from raise_jupyter import Aggregation, Condition, FeatureStore, alerts

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FLIGHT_ROWS
+from flight_data import FLIGHT_ROWS
 
 from raise_jupyter import Aggregation, Distribution, FeatureStore, display
 from raise_jupyter.jobs import FeatureGroupSource, Target

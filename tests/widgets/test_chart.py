@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import FLIGHT_ROWS, flight_rows
+from flight_data import FLIGHT_ROWS, flight_rows
 
 from raise_jupyter import Aggregation, Distribution, FeatureStore
 from raise_jupyter.widgets import DistributionChart

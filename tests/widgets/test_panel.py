@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import FLIGHT_ROWS, flight_rows
+from flight_data import FLIGHT_ROWS, flight_rows
 
 from raise_jupyter import Aggregation, Condition, FeatureStore
 from raise_jupyter.jobs import FeatureGroupSource, Target
@@ -208,7 +208,7 @@ def test_preview_decodes_to_first_rows(recorder, flights) -> None:
     panel.wait()
 
     assert panel.view.preview_columns == [row["name"] for row in FEATURE_ROWS]
-    assert panel.view.preview_note == f"Version {flights.version}, first 50 rows of {FLIGHT_ROWS}."
+    assert panel.view.preview_note == f"Version {flights.version}, 50 rows of {FLIGHT_ROWS} (earliest by sched_dep)."
     rows = decode_preview(panel)
     assert len(rows) == 50
     for row, (_, expected) in zip(rows, frame.iterrows(), strict=True):
@@ -222,7 +222,8 @@ def test_preview_decodes_to_first_rows(recorder, flights) -> None:
             assert row["delay_hours"] is None
         else:
             assert float(row["dep_delay"]) == expected["dep_delay"]
-            assert float(row["delay_hours"]) == pytest.approx(expected["dep_delay"] / 60)
+            # The preview shows six significant digits.
+            assert float(row["delay_hours"]) == pytest.approx(expected["dep_delay"] / 60, rel=1e-5)
 
 
 def test_preview_sent_as_binary_buffer(recorder, flights) -> None:
@@ -246,7 +247,7 @@ def test_preview_of_empty_group(recorder, fs: FeatureStore) -> None:
 
     assert panel.view.preview_columns == ["x", "y"]
     assert panel.view.preview == b""
-    assert panel.view.preview_note == "Version 1, first 0 rows of 0."
+    assert panel.view.preview_note == "Version 1, 0 rows of 0 (in storage order)."
     assert panel.view.error == ""
 
 
@@ -445,7 +446,7 @@ def test_refresh_reloads_open_preview(recorder, fs: FeatureStore) -> None:
     panel.wait()
 
     assert decode_preview(panel) == [{"id": "1", "name": "one"}, {"id": "2", "name": "two"}, {"id": "3", "name": None}]
-    assert panel.view.preview_note == f"Version {group.version}, first 3 rows of 3."
+    assert panel.view.preview_note == f"Version {group.version}, 3 rows of 3 (in storage order)."
     assert len(preview_updates(recorder, panel)) == 2
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pandas as pd
 import pytest
-from conftest import FLIGHT_ROWS, flight_rows
+from flight_data import FLIGHT_ROWS, flight_rows
 
 from raise_jupyter import FeatureStore
 from raise_jupyter.jobs import FeatureGroupSource, JobRun, Target

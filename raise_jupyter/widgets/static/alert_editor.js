@@ -24,6 +24,11 @@ function select(name, choices, value, onchange) {
   return node;
 }
 
+function formatValue(value) {
+  if (typeof value !== "number") return String(value);
+  return Number.isInteger(value) ? value.toLocaleString() : value.toPrecision(6).replace(/\.?0+$/, "");
+}
+
 function render({ model, el }) {
   const root = h("div", { class: "raise-widget raise-alert-editor" });
   el.append(root);
@@ -37,7 +42,10 @@ function render({ model, el }) {
 
   function row(label, field, control) {
     const errors = model.get("errors") || {};
-    if (errors[field]) control.classList.add("raise-invalid");
+    if (errors[field]) {
+      control.classList.add("raise-invalid");
+      for (const input of control.querySelectorAll("input, select")) input.classList.add("raise-invalid");
+    }
     return [
       h("label", { text: label }),
       control,
@@ -77,13 +85,13 @@ function render({ model, el }) {
     onIngest.checked = form.on_ingest !== false;
 
     const fields = h("div", { class: "raise-form" },
-      ...row("alert", "existing", existing),
+      ...row("edit existing", "existing", existing),
       ...row("name", "name", name),
       ...row("group", "group", group),
       ...row("feature", "feature", feature),
       ...row("metric", "metric", metric),
       ...row("fires when", "condition", condition),
-      ...row("value", "low", h("span", { class: "raise-bounds" }, low, high ? h("span", { text: "and" }) : null, high)),
+      ...row("threshold", "low", h("span", { class: "raise-bounds" }, low, high ? h("span", { text: "and" }) : null, high)),
       ...row("notify", "notify", notify),
       ...row("schedule", "schedule", schedule),
       ...row("on ingest", "on_ingest", h("span", {}, onIngest, h("span", { class: "raise-muted", text: " also evaluate after each ingest" }))));
@@ -108,17 +116,17 @@ function render({ model, el }) {
   function current() {
     const info = model.get("current") || {};
     if (!info.alert) return h("div", { class: "raise-current raise-muted", text: "Save to see the current value and history." });
-    const values = Object.entries(info.values || {}).map(([key, value]) => `${key === "" ? "value" : key}: ${value}`).join(", ");
+    const values = Object.entries(info.values || {}).map(([key, value]) => `${key === "" ? "value" : key}: ${formatValue(value)}`).join(", ");
     const rows = (info.history || []).map((e) => h("tr", {},
       h("td", { text: e.evaluated_at }),
       h("td", {}, h("span", { class: "raise-badge raise-" + e.state, text: e.state })),
-      h("td", { class: "raise-code", text: Object.entries(e.values || {}).map(([k, v]) => `${k || "value"}=${v}`).join(", ") }),
+      h("td", { class: "raise-code", text: Object.entries(e.values || {}).map(([k, v]) => `${k || "value"}=${formatValue(v)}`).join(", ") }),
       h("td", { class: "raise-muted", text: e.message })));
     return h("div", { class: "raise-current" },
       h("div", {}, h("span", { class: "raise-title", text: info.alert + " " }),
         h("span", { class: "raise-badge raise-" + info.state, text: info.state }),
         h("span", { class: "raise-muted", text: values ? "  current " + values : "" })),
-      rows.length ? h("table", {}, h("thead", {}, h("tr", {}, ...["evaluated", "state", "values", "message"].map((t) => h("th", { text: t })))),
+      rows.length ? h("table", {}, h("thead", {}, h("tr", {}, ...["evaluated (UTC)", "state", "values", "message"].map((t) => h("th", { text: t })))),
         h("tbody", {}, ...rows)) : null);
   }
 

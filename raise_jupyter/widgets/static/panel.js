@@ -20,8 +20,10 @@ function formatNumber(value) {
   if (value === null || value === undefined) return "";
   if (typeof value === "string") return value;
   const size = Math.abs(value);
-  if (size !== 0 && (size >= 1e7 || size < 1e-3)) return value.toExponential(3);
-  return value.toLocaleString(undefined, { maximumFractionDigits: size >= 100 ? 1 : 4 });
+  if (size !== 0 && (size >= 1e9 || size < 1e-3)) return value.toExponential(3);
+  if (Number.isInteger(value)) return value.toLocaleString();
+  // Five significant digits, but never fewer than one decimal for non-integers.
+  return value.toLocaleString(undefined, { maximumSignificantDigits: Math.max(5, Math.ceil(Math.log10(size + 1)) + 1) });
 }
 
 function formatPercent(value) {
@@ -110,8 +112,9 @@ function featureTable(model, filter) {
       h("td", {}, s.histogram ? sparkline(s.histogram, s.labels && s.labels.length ? s.labels : null) : null),
       h("td", { class: "raise-muted", text: f.description }));
   });
+  const numeric = new Set(["null", "min", "max", "mean"]);
   const head = h("tr", {}, ...["feature", "dtype", "role", "null", "min", "max", "mean", "distribution", "description"]
-    .map((label) => h("th", { text: label })));
+    .map((label) => h("th", { text: label, class: numeric.has(label) ? "raise-number" : "" })));
   return h("div", { class: "raise-scroll" }, h("table", { class: "raise-features" }, h("thead", {}, head), h("tbody", {}, ...body)));
 }
 
