@@ -90,9 +90,9 @@ export class FeatureStorePanel extends Widget {
 
     const nodes: HTMLElement[] = [];
     for (const [namespace, groups] of byNamespace) {
-      const block = element('details', 'raise-namespace');
+      const block = element('details', 'raise-tree-namespace');
       (block as HTMLDetailsElement).open = true;
-      block.append(element('summary', 'raise-namespace-name', namespace));
+      block.append(element('summary', 'raise-tree-namespace-name', namespace));
       for (const group of groups) {
         block.append(this.groupNode(group, !!needle));
       }
@@ -102,16 +102,16 @@ export class FeatureStorePanel extends Widget {
   }
 
   private groupNode(group: IGroupInfo, expanded: boolean): HTMLElement {
-    const block = element('details', 'raise-group');
+    const block = element('details', 'raise-tree-group');
     (block as HTMLDetailsElement).open = expanded;
     block.dataset.group = group.name;
     block.dataset.namespace = group.namespace;
 
-    const summary = element('summary', 'raise-group-summary');
-    summary.append(element('span', 'raise-group-name', group.name));
+    const summary = element('summary', 'raise-tree-group-summary');
+    summary.append(element('span', 'raise-tree-group-name', group.name));
     const rows = typeof group.rows === 'number' ? `${group.rows.toLocaleString()} rows` : '';
-    summary.append(element('span', 'raise-group-rows', rows));
-    const show = element('button', 'raise-group-show', 'show') as HTMLButtonElement;
+    summary.append(element('span', 'raise-tree-group-rows', rows));
+    const show = element('button', 'raise-tree-group-show', 'show') as HTMLButtonElement;
     show.title = `Insert a "%raise show ${group.name}" cell below the active cell`;
     show.addEventListener('click', event => {
       event.preventDefault();
@@ -125,9 +125,9 @@ export class FeatureStorePanel extends Widget {
     block.append(summary);
 
     for (const feature of group.features) {
-      const item = element('div', 'raise-feature');
+      const item = element('div', 'raise-tree-feature');
       item.dataset.feature = feature.name;
-      item.append(element('span', 'raise-feature-name', feature.name), element('span', 'raise-feature-dtype', feature.dtype));
+      item.append(element('span', 'raise-tree-feature-name', feature.name), element('span', 'raise-tree-feature-dtype', feature.dtype));
       const hover = [feature.derived ? `derived: ${feature.derived}` : '', feature.description, `role: ${feature.role}`];
       item.title = hover.filter(Boolean).join('\n');
       item.addEventListener('click', () => this.insertReference(group.name, feature.name));

@@ -163,7 +163,7 @@ def _chart(alt: Any, result: AnalysisResult) -> altair.Chart:
             alt.Chart(alt.Data(values=bars))
             .mark_bar()
             .encode(
-                x=alt.X("start:Q", bin="binned", title=_axis_title(result), axis=alt.Axis(labelOverlap="greedy", labelFlush=True)),
+                x=alt.X("start:Q", bin="binned", title=_axis_title(result), axis=alt.Axis(labelOverlap="greedy", labelFlush=True, labelSeparation=8)),
                 x2="end:Q",
                 y=alt.Y("count:Q", title="rows"),
                 tooltip=["bucket:N", alt.Tooltip("count:Q", format=",")],

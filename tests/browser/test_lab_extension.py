@@ -62,22 +62,22 @@ def test_sidebar_shows_group_made_by_kernel(lab: Any, page: Any) -> None:
     name = lab.write_notebook("sidebar.ipynb", [MAKE_GROUP, "x = 1"])
     open_notebook(page, lab, name)
     sidebar = _open_sidebar(page)
-    assert sidebar.locator('.raise-group[data-group="kernel-made"]').count() == 0
+    assert sidebar.locator('.raise-tree-group[data-group="kernel-made"]').count() == 0
 
     run_cell(page, 0)
     sidebar.locator(".raise-sidebar-refresh").click()
-    group = sidebar.locator('.raise-group[data-group="kernel-made"]')
+    group = sidebar.locator('.raise-tree-group[data-group="kernel-made"]')
     group.wait_for()
-    assert "2 rows" in group.locator(".raise-group-rows").inner_text()
+    assert "2 rows" in group.locator(".raise-tree-group-rows").inner_text()
 
-    group.locator(".raise-group-summary").click()
-    ctr = group.locator('.raise-feature[data-feature="ctr"]')
+    group.locator(".raise-tree-group-summary").click()
+    ctr = group.locator('.raise-tree-feature[data-feature="ctr"]')
     ctr.wait_for()
     assert "derived: clicks / NULLIF(impressions, 0)" in ctr.get_attribute("title")
     assert "Click rate" in ctr.get_attribute("title")
 
     sidebar.locator(".raise-sidebar-search").fill("impr")
-    assert sidebar.locator(".raise-feature").count() == 1
+    assert sidebar.locator(".raise-tree-feature").count() == 1
     sidebar.locator(".raise-sidebar-search").fill("")
     for theme in ("light", "dark"):
         set_theme(page, theme)
@@ -91,17 +91,17 @@ def test_feature_click_inserts_reference(lab: Any, page: Any) -> None:
     run_cell(page, 0)
     sidebar = _open_sidebar(page)
     sidebar.locator(".raise-sidebar-refresh").click()
-    group = sidebar.locator('.raise-group[data-group="kernel-made"]')
+    group = sidebar.locator('.raise-tree-group[data-group="kernel-made"]')
     group.wait_for()
 
     # Put the cursor at the end of the second cell, then click a feature in the sidebar.
     cell(page, 1).locator(".cm-content").click()
     page.keyboard.press("End")
-    group.locator(".raise-group-summary").click()
-    group.locator('.raise-feature[data-feature="clicks"]').click()
+    group.locator(".raise-tree-group-summary").click()
+    group.locator('.raise-tree-feature[data-feature="clicks"]').click()
     assert page.evaluate(_SOURCE, 1) == 'x = "kernel-made".clicks'
 
-    group.locator(".raise-group-show").click()
+    group.locator(".raise-tree-group-show").click()
     page.wait_for_function("() => window.jupyterapp.shell.currentWidget.content.widgets.length === 3")
     assert page.evaluate(_SOURCE, 2) == "%raise show kernel-made"
 
