@@ -2,7 +2,7 @@
 
 The JupyterLab sidebar and the ``%%raise`` completer read namespaces, groups and features
 here. Every handler requires the server's authentication (a token or a login cookie) and only
-reads: it never creates a store, so a missing store answers 404. The SQLite catalog runs in
+reads: it never creates a store, so a request for a missing store gets a 404. The SQLite catalog runs in
 WAL mode, so these reads do not block kernels that write to it.
 
 Configuration: ``c.RaiseExtension.root`` in a Jupyter server config file, else
@@ -47,7 +47,7 @@ def store_root(configured: str) -> Path:
 
 
 def catalog_exists(root: Path) -> bool:
-    """Return whether ``root`` holds a store, without creating one."""
+    """Return whether ``root`` contains a store, without creating one."""
     from raise_jupyter.config import setting
 
     return (root / "catalog.db").exists() or setting(root, "catalog_url") is not None
@@ -69,7 +69,6 @@ def list_namespaces(root: Path) -> list[dict[str, Any]]:
 
 def list_groups(root: Path, namespace: str | None, *, rows: bool) -> list[dict[str, Any]]:
     """Return the groups (of one namespace, or all) with their features and, if asked, row counts."""
-    from raise_jupyter import definitions
     from raise_jupyter.engine import tables
     from raise_jupyter.store import FeatureStore, open_catalog
 
@@ -102,7 +101,6 @@ def list_groups(root: Path, namespace: str | None, *, rows: bool) -> list[dict[s
         if rows:
             entry["rows"], entry["version"] = _row_count(group)
         listed.append(entry)
-    del definitions
     return listed
 
 

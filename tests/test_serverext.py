@@ -56,6 +56,7 @@ def _start(root: Path, base: Path) -> Iterator[Server]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     token = secrets.token_hex(16)
+
     env = dict(os.environ)
     env.update(JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"))
     command = [
@@ -67,6 +68,7 @@ def _start(root: Path, base: Path) -> Iterator[Server]:
     log = base / "server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+
     server = Server(f"http://127.0.0.1:{port}", token, log)
     deadline = time.monotonic() + 60
     while True:
@@ -230,7 +232,7 @@ def test_missing_store_listed_as_absent(empty_server: Server) -> None:
 
 
 def test_reads_do_not_block_writers(server: Server, store_root: Path) -> None:
-    """A writer creates groups and ingests while the server answers listing requests."""
+    """A writer creates groups and ingests while the server serves listing requests."""
     fs = FeatureStore("acme/busy", root=store_root)
     errors: list[BaseException] = []
     done = threading.Event()

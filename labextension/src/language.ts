@@ -1,6 +1,6 @@
 // SQL and YAML editing of %%raise cells. A notebook cell whose first line starts with %%raise
-// gets the SQL language (YAML after "%%raise define"), with a higher precedence than the
-// notebook's Python; every other cell stays Python.
+// gets the SQL language (YAML after "%%raise define"). It takes precedence over the notebook's
+// Python, and every other cell stays Python.
 
 import { sql, PostgreSQL } from '@codemirror/lang-sql';
 import { yaml } from '@codemirror/lang-yaml';
@@ -9,7 +9,7 @@ import { EditorView, ViewPlugin, ViewUpdate } from '@codemirror/view';
 
 export type CellMode = 'sql' | 'yaml' | null;
 
-/** Return the language a cell's text asks for through its first line. */
+/** Return the language that the first line of a cell's text selects. */
 export function modeOf(doc: Text | string): CellMode {
   const first = (typeof doc === 'string' ? doc.split('\n', 1)[0] : doc.line(1).text).trim();
   if (!first.startsWith('%%raise')) {
