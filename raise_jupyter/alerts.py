@@ -544,7 +544,7 @@ def send_test_notification(store: FeatureStore, notify_targets: Sequence[str] | 
         body=f"This is a test of the notification targets of alert {name!r} in {store.namespace}.",
         payload={"alert": name, "state": "test", "namespace": store.namespace},
     )
-    notify.deliver_due(store.root, store._catalog, owner=scheduler.make_owner_id())
+    notify.deliver_due(store.root, store._catalog, owner=scheduler.make_owner_id(), ids=ids)
     outbox = tables.outbox
     with store._catalog.read() as conn:
         rows = {r.id: r for r in conn.execute(sa.select(outbox).where(outbox.c.id.in_(ids))).all()}

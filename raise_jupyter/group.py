@@ -85,18 +85,24 @@ class FeatureGroup:
 
     def _record(self) -> GroupRecord:
         with self._catalog.read() as conn:
-            record = self._catalog.get_group_by_id(conn, self._id)
+            record = self._current(self._catalog.get_group_by_id(conn, self._id))
         if record is None:
             raise NotFoundError(f"Feature group {self.name!r} was deleted.")
         return record
 
     def _load(self) -> tuple[GroupRecord, list[FeatureRecord]]:
         with self._catalog.read() as conn:
-            record = self._catalog.get_group_by_id(conn, self._id)
+            record = self._current(self._catalog.get_group_by_id(conn, self._id))
             features = self._catalog.list_features(conn, self._id) if record else []
         if record is None:
             raise NotFoundError(f"Feature group {self.name!r} was deleted.")
         return record, features
+
+    def _current(self, record: GroupRecord | None) -> GroupRecord | None:
+        """Return ``record`` if it is still this group; SQLite reuses the id of a deleted group."""
+        if record is None or record.table_path != str(self._path.relative_to(self._store.root)):
+            return None
+        return record
 
     @property
     def keys(self) -> list[str] | None:

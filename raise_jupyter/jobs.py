@@ -10,11 +10,13 @@ therefore leaves the target as it was. Scheduled runs execute in the scheduler w
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -150,6 +152,23 @@ class _RunState:
     target_version: int | None = None
 
 
+# Runs started in this process. At interpreter exit they are cancelled and awaited, because a
+# daemon thread still inside DuckDB or torch during shutdown aborts the process.
+_ACTIVE_RUNS: weakref.WeakSet[JobRun] = weakref.WeakSet()
+EXIT_WAIT_S = 60.0
+
+
+def _cancel_runs_at_exit() -> None:
+    for run in list(_ACTIVE_RUNS):
+        if run._thread is not None and run._thread.is_alive():
+            logger.warning("Cancelling run %d of job %s because the process is exiting", run.id, run.job_name)
+            run.cancel()
+            run._thread.join(EXIT_WAIT_S)
+
+
+atexit.register(_cancel_runs_at_exit)
+
+
 class JobRun:
     """One run of a job; see ``Job.run``."""
 
@@ -266,6 +285,7 @@ class Job:
         run._thread = threading.Thread(
             target=_execute, args=(self._store, run, plan, full), name=f"raise-job-{plan.job_name}", daemon=True
         )
+        _ACTIVE_RUNS.add(run)
         run._thread.start()
         return run
 

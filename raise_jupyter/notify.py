@@ -293,7 +293,15 @@ def smtp_configured(root: Path) -> bool:
 # -- delivery -------------------------------------------------------------------------------------
 
 
-def deliver_due(root: Path, catalog: Catalog, *, owner: str, limit: int = 100, now: dt.datetime | None = None) -> int:
+def deliver_due(
+    root: Path,
+    catalog: Catalog,
+    *,
+    owner: str,
+    limit: int = 100,
+    now: dt.datetime | None = None,
+    ids: Sequence[int] | None = None,
+) -> int:
     """Send the due messages of the outbox and record each outcome.
 
     A message is due when it is not delivered, its ``next_attempt_at`` has passed and no live
@@ -315,6 +323,9 @@ def deliver_due(root: Path, catalog: Catalog, *, owner: str, limit: int = 100, n
     now
         Current time (UTC if naive). Tests pass a later time in place of sleeping; by default
         the system clock is read at each step.
+    ids
+        Claim only these outbox messages (if due), such as a test notification that must not
+        wait behind older messages.
 
     Returns
     -------
@@ -338,7 +349,7 @@ def deliver_due(root: Path, catalog: Catalog, *, owner: str, limit: int = 100, n
 
     delivered = 0
     failed_targets: dict[tuple[str, str], str] = {}
-    for message in _claim(catalog, owner=owner, limit=limit, now=fixed_now or utcnow()):
+    for message in _claim(catalog, owner=owner, limit=limit, now=fixed_now or utcnow(), ids=ids):
         if not _renew_lease(catalog, message.id, owner=owner, now=fixed_now or utcnow()):
             logger.warning("Skipped notification %d: the lease of sender %r expired before sending.", message.id, owner)
             continue
@@ -362,14 +373,18 @@ def _check_owner(owner: object) -> None:
         raise ValueError(f"owner must be a string of 1 to 200 characters naming the sender, got {owner!r}.")
 
 
-def _claim(catalog: Catalog, *, owner: str, limit: int, now: dt.datetime) -> list[_Message]:
-    """Lease up to ``limit`` due messages to ``owner`` until ``now`` plus the lease length."""
+def _claim(
+    catalog: Catalog, *, owner: str, limit: int, now: dt.datetime, ids: Sequence[int] | None = None
+) -> list[_Message]:
+    """Lease up to ``limit`` due messages (of ``ids``, if given) to ``owner`` until ``now`` plus the lease length."""
     t = tables.outbox
     due = sa.and_(
         t.c.delivered_at.is_(None),
         t.c.next_attempt_at <= now,
         sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= now),
     )
+    if ids is not None:
+        due = sa.and_(due, t.c.id.in_(list(ids)))
     lease_until = now + dt.timedelta(seconds=_lease_seconds())
     with catalog.write() as conn:
         # SQLite ignores FOR UPDATE, because BEGIN IMMEDIATE already serializes writers. On

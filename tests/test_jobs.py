@@ -294,3 +294,36 @@ def test_upsert_keeps_latest_duplicate_source_row(fs: FeatureStore, profiles) ->
 
     assert run.status == "succeeded", run.error
     assert lengths(fs) == {1: len("longer bio")}
+
+
+def test_process_exit_cancels_running_job(tmp_path) -> None:
+    """A script that ends while its job runs exits normally and records the run as cancelled."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "exit_early.py"
+    script.write_text(textwrap.dedent(f'''
+        import time
+        import pandas as pd
+        from raise_jupyter import FeatureGroupSource, FeatureStore, Target, python_transform
+
+        def slow(batch):
+            time.sleep(0.2)
+            return batch[["user_id", "ts"]].assign(double=batch["clicks"] * 2)
+
+        fs = FeatureStore("acme/exit", root={str(tmp_path / "store")!r})
+        events = fs.create_feature_group("events", keys="user_id", event_time="ts")
+        events.create_features_from_schema({{"user_id": "int64", "ts": "timestamp", "clicks": "int64"}})
+        events.ingest(pd.DataFrame({{"user_id": range(100), "ts": pd.Timestamp("2026-01-01", tz="UTC"), "clicks": range(100)}}))
+        job = fs.create_job("slow", sources=[FeatureGroupSource("events")], transform=python_transform(slow, batch_rows=5),
+                            target=Target("doubled"))
+        job.run()
+        time.sleep(0.5)
+    '''))
+
+    finished = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    runs = FeatureStore("acme/exit", root=tmp_path / "store").get_job("slow").runs()
+    assert runs["status"].tolist() == ["cancelled"]

@@ -353,3 +353,14 @@ def test_group_without_features(fs: FeatureStore) -> None:
 
     assert result.features == ()
     assert result.rows == 0
+
+
+def test_profile_of_text_with_nul(fs: FeatureStore) -> None:
+    group = fs.create_feature_group("nul-text", keys="id")
+    group.create_features_from_schema({"id": "int64", "label": "string"})
+    group.ingest({"id": [1, 2, 3], "label": ["x\x00'y", "x\x00'y", "z"]})
+
+    label = {f.name: f for f in group.profile().features}["label"]
+
+    assert label.labels == ("x\x00'y", "z")
+    assert label.histogram == (2, 1)

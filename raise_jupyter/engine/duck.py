@@ -78,3 +78,9 @@ def quote(identifier: str) -> str:
 def literal(value: str) -> str:
     """Quote a string as an SQL literal for DuckDB."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def string_literal(value: str) -> str:
+    """Return ``value`` as a DuckDB string literal; NUL characters become ``chr(0)``."""
+    parts = ["'" + part.replace("'", "''") + "'" for part in str(value).split("\x00")]
+    return " || chr(0) || ".join(parts)

@@ -4,6 +4,7 @@ and send a test notification."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ EMPTY_FORM = {
     "group": "",
     "feature": "",
     "metric": "avg",
+    "group_by": "",
+    "where": "",
     "condition": "greater_than",
     "low": "",
     "high": "",
@@ -85,7 +88,7 @@ class AlertEditor(anywidget.AnyWidget):
         super().__init__()
         self.store = store
         self.on_msg(self._on_message)
-        self.reload_options()
+        self.reload_options(group)
         form = dict(EMPTY_FORM)
         groups = self.options.get("groups", {})
         form["group"] = group if group in groups else next(iter(groups), "")
@@ -100,11 +103,17 @@ class AlertEditor(anywidget.AnyWidget):
 
     # -- loading ----------------------------------------------------------------------------
 
-    def reload_options(self) -> None:
-        """Read the namespace's groups, features and alerts for the form's choices."""
-        groups = {}
-        for group in self.store.list_feature_groups():
-            groups[group.name] = [{"name": f.name, "dtype": str(f.dtype)} for f in group.features]
+    def reload_options(self, group: str | None = None) -> None:
+        """Read the namespace's groups and alerts, and the features of ``group`` (or the first).
+
+        Only one group's features are sent, so that a namespace with many wide groups stays
+        within the widget message limit; choosing another group loads its features.
+        """
+        groups: dict[str, list[dict[str, str]]] = {}
+        listed = self.store.list_feature_groups()
+        chosen = group if group in {g.name for g in listed} else (listed[0].name if listed else None)
+        for item in listed:
+            groups[item.name] = [{"name": f.name, "dtype": str(f.dtype)} for f in item.features] if item.name == chosen else []
         self.options = {
             "groups": groups,
             "metrics": METRIC_CHOICES,
@@ -118,11 +127,14 @@ class AlertEditor(anywidget.AnyWidget):
             alert = self.store.get_alert(name)
             analysis, condition = alert.analysis, alert.condition
             operands = [*condition.operands, "", ""]
+            self.reload_options(alert.group)
             self.form = {
                 "name": alert.name,
                 "group": alert.group,
                 "feature": analysis.feature,
-                "metric": analysis.metrics[0],
+                "metric": ", ".join(analysis.metrics),
+                "group_by": ", ".join(analysis.group_by),
+                "where": analysis.where or "",
                 "condition": condition.operator,
                 "low": _number_text(operands[0]),
                 "high": _number_text(operands[1]),
@@ -170,21 +182,30 @@ class AlertEditor(anywidget.AnyWidget):
                 targets,
                 group=form["group"],
                 schedule=schedule,
-                on_ingest=bool(form["on_ingest"]),
+                on_ingest=_flag(form["on_ingest"]),
                 replace=form.get("editing") == name,
             )
         except RaiseError as error:
             self.errors = {_field_of(error): short_error(error)}
-            self.message = "Nothing was saved."
+            self.message = self._after_failed_save(name, form)
             return None
 
         self.errors = {}
         self.message = f"Saved alert {name!r}; its state is {alert.state or 'not evaluated'}."
         self.form = {**form, "editing": name}
-        self.reload_options()
+        self.reload_options(form["group"])
         self._show_current(alert)
         logger.info("Alert editor saved alert %s", name)
         return alert
+
+    def _after_failed_save(self, name: str, form: dict[str, Any]) -> str:
+        """Say whether a save that raised stored the alert anyway (its first evaluation failed)."""
+        existed = name in self.options.get("alerts", [])
+        self.reload_options(form["group"])
+        if existed or name not in self.options.get("alerts", []):
+            return "Nothing was saved."
+        self.form = {**form, "editing": name}
+        return f"Saved alert {name!r}, but its first evaluation failed; fix the definition and save again."
 
     def send_test(self) -> dict[str, str]:
         """Send a test notification to the form's targets; return the outcome per target."""
@@ -218,10 +239,11 @@ class AlertEditor(anywidget.AnyWidget):
         features = [f["name"] for f in groups.get(form["group"], [])]
         if form["group"] in groups and form["feature"] not in features:
             errors["feature"] = f"Choose a feature of {form['group']!r}."
-        analysis = attempt("metric", lambda: Aggregation(form["feature"] or "feature", [form["metric"]]))
+        analysis = attempt("metric", lambda: _aggregation(form))
         condition = attempt("low", lambda: _condition(form))
         targets = attempt("notify", lambda: [t.target for t in parse_targets(_targets(form["notify"]))])
         schedule = attempt("schedule", lambda: str(parse_schedule(form["schedule"])))
+        attempt("on_ingest", lambda: _flag(form["on_ingest"]))
         return name, analysis, condition, targets, schedule
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: list[Any]) -> None:
@@ -230,7 +252,11 @@ class AlertEditor(anywidget.AnyWidget):
         if isinstance(content.get("form"), dict):
             self.form = {**self.form, **content["form"]}
         kind = content.get("type")
-        if kind == "save":
+        if kind == "group":
+            self.reload_options(self.form.get("group"))
+            features = self.options["groups"].get(self.form.get("group"), [])
+            self.form = {**self.form, "feature": _first_numeric(features)}
+        elif kind == "save":
             self.save()
         elif kind == "test":
             self.send_test()
@@ -265,12 +291,42 @@ def _condition(form: dict[str, Any]) -> Condition:
 
 
 def _parse_number(text: Any, label: str) -> float:
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
-    try:
-        return float(str(text).replace(",", "").strip())
-    except ValueError:
-        raise ValueError(f"The {label} must be a number, got {text!r}.") from None
+    if isinstance(text, bool):
+        raise ValueError(f"The {label} must be a number, got {text!r}.")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        cleaned = str(text).strip()
+        if "," in cleaned:
+            raise ValueError(f"The {label} {_shown(text)} contains a comma; write numbers with a point, such as 0.5.")
+        try:
+            value = float(cleaned)
+        except ValueError:
+            raise ValueError(f"The {label} must be a number, got {_shown(text)}.") from None
+    if not math.isfinite(value):
+        raise ValueError(f"The {label} must be a finite number, got {_shown(text)}.")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """Return ``repr(value)`` cut to 80 characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _aggregation(form: dict[str, Any]) -> Aggregation:
+    metrics = [m.strip() for m in str(form["metric"]).split(",") if m.strip()]
+    group_by = [g.strip() for g in str(form.get("group_by") or "").split(",") if g.strip()]
+    where = str(form.get("where") or "").strip() or None
+    return Aggregation(form["feature"] or "feature", metrics or [""], group_by or None, where)
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"on_ingest must be true or false, got {_shown(value)}.")
 
 
 def _number_text(value: Any) -> str:

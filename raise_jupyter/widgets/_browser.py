@@ -23,8 +23,10 @@ __all__ = ["StoreBrowser"]
 
 logger = logging.getLogger(__name__)
 
-# Groups listed at most; a store with more shows the count of the rest.
-MAX_GROUPS = 2_000
+# Groups listed at most, and description characters per group; a store with more groups shows
+# the count of the rest. Both keep the listing within the widget message limit.
+MAX_GROUPS = 1_000
+DESCRIPTION_CHARS = 200
 
 
 class StoreBrowserView(anywidget.AnyWidget):
@@ -118,7 +120,16 @@ def _listing(store: FeatureStore) -> tuple[list[dict[str, Any]], int]:
     by_namespace: dict[str, list[dict[str, Any]]] = {}
     for row in rows[:MAX_GROUPS]:
         by_namespace.setdefault(row.namespace, []).append(
-            {"name": row.name, "description": row.description or "", "online": bool(row.online), "features": int(row.features)}
+            {
+                "name": row.name,
+                "description": _cut(row.description or "", DESCRIPTION_CHARS),
+                "online": bool(row.online),
+                "features": int(row.features),
+            }
         )
     listing = [{"namespace": ns, "groups": items} for ns, items in by_namespace.items()]
     return listing, max(int(total) - MAX_GROUPS, 0)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets
 
 from raise_jupyter.analysis import Distribution
-from raise_jupyter.engine.duck import quote
+from raise_jupyter.engine.duck import quote, string_literal
 from raise_jupyter.widgets._common import widget_bundle
 
 if TYPE_CHECKING:
@@ -144,9 +144,12 @@ def _chart(alt: Any, result: AnalysisResult) -> altair.Chart:
     feature = result.analysis.feature
     axis = {"labelColor": "currentColor", "titleColor": "currentColor", "domainColor": "currentColor", "tickColor": "currentColor", "gridOpacity": 0.25}
     if "value" in table.column_names:
-        pick = alt.selection_point(fields=["value"], name="pick")
+        # Bars carry their row index and a shortened label; a click selects by index, and the
+        # filter is built from the full value in the kernel, so long values stay out of messages.
+        pick = alt.selection_point(fields=["i"], name="pick")
+        rows = [{"i": i, "value": _label(r["value"]), "count": r["count"]} for i, r in enumerate(rows[:200])]
         chart = (
-            alt.Chart(alt.Data(values=rows[:200]))
+            alt.Chart(alt.Data(values=rows))
             .mark_bar()
             .encode(
                 y=alt.Y("value:N", sort="-x", title=feature),
@@ -200,17 +203,17 @@ def selection_filter(result: AnalysisResult, value: Any) -> tuple[str | None, in
     rows = result._table.to_pylist()
     column = quote(result.analysis.feature)
     if isinstance(value, list):  # value counts: the clicked values
-        picked = [item.get("value") for item in value if isinstance(item, dict) and item.get("value") is not None]
-        picked = [p for p in picked if p != "(other)"]
+        picked = [_picked_value(rows, item) for item in value]
+        picked = [p for p in picked if p is not None and p != "(other)"]
         if not picked:
             return None, None
         counts = {r["value"]: r["count"] for r in rows}
-        listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in picked)
+        listed = ", ".join(string_literal(p) for p in picked)
         return _within(result, f"CAST({column} AS VARCHAR) IN ({listed})"), sum(counts.get(p, 0) for p in picked)
     if not isinstance(value, dict) or not value:
         return None, None
     bounds = next(iter(value.values()))
-    if not isinstance(bounds, list) or len(bounds) != 2:
+    if not isinstance(bounds, list) or len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds):
         return None, None
     lo, hi = sorted(float(b) for b in bounds)
     bins = [r for r in rows if r["start"] is not None]
@@ -228,6 +231,21 @@ def selection_filter(result: AnalysisResult, value: Any) -> tuple[str | None, in
     closing = "<=" if touched[-1] is bins[-1] else "<"
     text = f"{expression} >= {start!r} AND {expression} {closing} {end!r}"
     return _within(result, text), sum(r["count"] for r in touched)
+
+
+def _label(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:59] + "\u2026"
+
+
+def _picked_value(rows: list[dict[str, Any]], item: Any) -> Any:
+    """Return the full value of a clicked bar: by its index, or by its value."""
+    if not isinstance(item, dict):
+        return None
+    index = item.get("i")
+    if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(rows):
+        return rows[index]["value"]
+    return item.get("value")
 
 
 def _within(result: AnalysisResult, selection: str) -> str:

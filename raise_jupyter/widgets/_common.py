@@ -64,4 +64,6 @@ def json_number(value: Any) -> Any:
 
 def short_error(error: BaseException) -> str:
     """Return an error message as widgets show it inline."""
-    return str(error).strip() or type(error).__name__
+    text = str(error).strip() or type(error).__name__
+    # A message that repeats a huge value would make the widget's messages huge too.
+    return text if len(text) <= 1000 else text[:997] + "..."

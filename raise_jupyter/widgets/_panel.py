@@ -3,8 +3,10 @@ tables and jobs, with a distribution chart that opens when a feature is clicked.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import anywidget
@@ -14,7 +16,7 @@ import traitlets
 
 from raise_jupyter.engine import tables
 from raise_jupyter.widgets._common import asset, css, short_error, start_thread, widget_bundle
-from raise_jupyter.widgets._preview import CELL_CHARS, pack_preview
+from raise_jupyter.widgets._preview import pack_preview
 
 if TYPE_CHECKING:
     from raise_jupyter.group import FeatureGroup
@@ -27,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 # Features profiled per query; the panel shows each batch as it arrives.
 PROFILE_BATCH = 100
+# Text in statistics and definitions is cut to these lengths, so that 2,000 features with
+# long names, values or descriptions stay within the widget message limit.
+STAT_CHARS = 40
+DESCRIPTION_CHARS = 300
+# Panels whose statistics are still computing are stopped at interpreter exit.
+_OPEN_PANELS: weakref.WeakSet[GroupPanel] = weakref.WeakSet()
 TABS = ("features", "preview", "alerts", "live", "jobs")
 
 
@@ -77,6 +85,8 @@ class GroupPanel(ipywidgets.VBox):
         self._threads: list[threading.Thread] = []
         # Counts refreshes, so that statistics of an earlier refresh are dropped when they finish last.
         self._generation = 0
+        self._closed = False
+        _OPEN_PANELS.add(self)
         super().__init__([self.view, self._slot])
 
         self.view.observe(self._on_select, "selected")
@@ -129,6 +139,9 @@ class GroupPanel(ipywidgets.VBox):
             show(stats_status=f"Computing statistics of {len(names)} features from {sample_note(plan.rows, plan.sample_rows)}\u2026")
             stats: dict[str, Any] = {}
             for start in range(0, len(names), PROFILE_BATCH):
+                if generation != self._generation or self._closed:
+                    # A newer refresh or close() took over; its batches replace these.
+                    return
                 for profile in profile_features(self.group, plan, names[start : start + PROFILE_BATCH]):
                     stats[profile.name] = _shorten_text(profile.to_dict())
                 show(stats=dict(stats))
@@ -217,6 +230,14 @@ class GroupPanel(ipywidgets.VBox):
         elif kind == "new_alert":
             self.open_alert_editor()
 
+    def close(self) -> None:
+        """Close the panel and its chart or editor; statistics stop after the current batch."""
+        self._closed = True
+        for child in (self.chart, self.editor, self.view, self._slot):
+            if child is not None:
+                child.close()
+        super().close()
+
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         return widget_bundle(self, text=repr(self), html=self.group._repr_html_())
 
@@ -237,15 +258,15 @@ def _definitions(group: FeatureGroup) -> tuple[dict[str, Any], list[dict[str, An
         "rows": rows,
         "version": files.version,
         "online": bool(record.online),
-        "description": record.description or "",
+        "description": _cut(record.description or "", DESCRIPTION_CHARS),
         "ttl": str(record.ttl) if record.ttl else "",
     }
     features = [
         {
             "name": r.name,
             "dtype": r.dtype,
-            "derived": r.derived_from or "",
-            "description": r.description or "",
+            "derived": _cut(r.derived_from or "", DESCRIPTION_CHARS),
+            "description": _cut(r.description or "", DESCRIPTION_CHARS),
             "role": _role(record, r),
         }
         for r in records
@@ -254,15 +275,15 @@ def _definitions(group: FeatureGroup) -> tuple[dict[str, Any], list[dict[str, An
 
 
 def _shorten_text(stats: dict[str, Any]) -> dict[str, Any]:
-    """Cut text values of a feature's statistics to CELL_CHARS characters, as the preview does.
+    """Cut text values of a feature's statistics to STAT_CHARS characters.
 
     Without the cut, a text feature of long documents sends its minimum, maximum and top values
     in full, and one stats message can exceed the widget message limit.
     """
 
     def cut(value: Any) -> Any:
-        if isinstance(value, str) and len(value) > CELL_CHARS:
-            return value[: CELL_CHARS - 1] + "\u2026"
+        if isinstance(value, str) and len(value) > STAT_CHARS:
+            return value[: STAT_CHARS - 1] + "\u2026"
         return value
 
     return {**stats, "min": cut(stats["min"]), "max": cut(stats["max"]), "labels": [cut(label) for label in stats["labels"]]}
@@ -283,6 +304,7 @@ def _related(group: FeatureGroup) -> dict[str, list[dict[str, Any]]]:
     """Return the alerts, live tables and jobs that read or write ``group``."""
     from raise_jupyter.conditions import condition_from_spec
 
+    group._record()  # raises if the group was deleted, even if its id was reused
     catalog = group._catalog
     with catalog.read() as conn:
         alerts = conn.execute(sa.select(tables.alerts).where(tables.alerts.c.group_id == group._id).order_by(tables.alerts.c.name)).all()
@@ -339,3 +361,17 @@ def _prepare_charts() -> None:
     from raise_jupyter.widgets._chart import load_altair
 
     load_altair()
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _stop_panels_at_exit() -> None:
+    for panel in list(_OPEN_PANELS):
+        panel._closed = True
+
+
+# The statistics threads are not daemons, and the interpreter joins them before it runs atexit
+# functions; threading's own exit hook runs before that join (concurrent.futures uses it too).
+getattr(threading, "_register_atexit", atexit.register)(_stop_panels_at_exit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +138,18 @@ def summary(run: JobRun) -> str:
 
 
 def _last_line(text: str | None) -> str:
-    """Return the last non-blank line of a traceback: the exception and its message."""
+    """Return the exception line of a traceback, such as ``ValueError: bad input``.
+
+    It is the last line that starts with an exception name; a message that ends with a caret
+    line (as DuckDB's do) still shows the exception. The line is cut to 500 characters.
+    """
     if not text:
         return ""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    if not lines:
+        return ""
+    found = next((line for line in reversed(lines) if _EXCEPTION_LINE.match(line)), lines[-1])
+    return found if len(found) <= 500 else found[:497] + "..."
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Cancelled|Interrupt|Exit|Warning)\b.*:")

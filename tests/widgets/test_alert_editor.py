@@ -96,7 +96,7 @@ def test_save_creates_alert(recorder, fs: FeatureStore, flights) -> None:
 def test_save_by_setting_form(recorder, fs: FeatureStore, flights, webhook) -> None:
     editor = AlertEditor(fs)
     editor.form = valid_form(
-        name="delay-band", metric="p95", condition="between", low="-5", high="1,200", notify=f"log; {webhook.url}", schedule="daily"
+        name="delay-band", metric="p95", condition="between", low="-5", high="1200", notify=f"log; {webhook.url}", schedule="daily"
     )
 
     saved = editor.save()
@@ -328,3 +328,75 @@ def test_test_notification_with_invalid_target(recorder, fs: FeatureStore, fligh
 
     assert "pager-duty" in editor.errors["notify"]
     assert editor.test_result == {}
+
+
+# -- found by a review that tried to break the editor --------------------------------------------
+
+
+def test_edit_keeps_metrics_group_by_and_where(recorder, fs: FeatureStore, flights) -> None:
+    analysis = Aggregation("dep_delay", ["p90", "max"], group_by=["carrier"], where="carrier = 'UA'")
+    fs.create_alert("ua-delays", analysis, Condition.GREATER_THAN(1000), group="flights")
+    editor = AlertEditor(fs, alert="ua-delays")
+
+    editor.form = {**editor.form, "low": "2000"}
+    saved = editor.save()
+
+    assert saved is not None
+    stored = fs.get_alert("ua-delays")
+    assert stored.analysis == analysis
+    assert stored.condition == Condition.GREATER_THAN(2000)
+
+
+@pytest.mark.parametrize("threshold", ["0,5", "1.234,5", "inf", "1e309", "nan"])
+def test_threshold_comma_or_infinite_rejected(recorder, fs: FeatureStore, flights, threshold: str) -> None:
+    editor = AlertEditor(fs)
+    editor.form = valid_form(low=threshold)
+
+    assert editor.save() is None
+
+    assert "low" in editor.errors
+    assert fs.list_alerts() == []
+
+
+def test_on_ingest_text_parsed(recorder, fs: FeatureStore, flights) -> None:
+    editor = AlertEditor(fs)
+    editor.form = valid_form(on_ingest="false")
+
+    editor.save()
+
+    assert fs.get_alert("late-departures")._row().on_ingest is False
+
+
+def test_on_ingest_invalid_rejected(recorder, fs: FeatureStore, flights) -> None:
+    editor = AlertEditor(fs)
+    editor.form = valid_form(on_ingest="maybe")
+
+    assert editor.save() is None
+    assert "on_ingest" in editor.errors
+
+
+def test_options_send_one_groups_features(recorder, fs: FeatureStore, flights) -> None:
+    other = fs.create_feature_group("other", keys="id")
+    other.create_features_from_schema({"id": "int64", "score": "float64"})
+    editor = AlertEditor(fs, group="flights")
+
+    assert editor.options["groups"]["other"] == []
+    editor._handle_custom_msg({"type": "group", "form": {"group": "other"}}, [])
+
+    assert [f["name"] for f in editor.options["groups"]["other"]] == ["id", "score"]
+    assert editor.options["groups"]["flights"] == []
+    assert editor.form["feature"] == "id"
+
+
+def test_test_notification_skips_older_messages(recorder, fs: FeatureStore, flights, webhook) -> None:
+    from raise_jupyter import notify
+
+    # An older message to an address nobody listens on is due first, but is not tried.
+    notify.enqueue(fs._catalog, notify.parse_targets(["http://127.0.0.1:9/never"]), subject="old", body="old", payload={})
+    editor = AlertEditor(fs)
+    editor.form = valid_form(notify=webhook.url)
+
+    outcome = editor.send_test()
+
+    assert outcome == {webhook.url: "sent"}
+    assert [m["subject"] for m in notify.pending(fs._catalog)] == ["old"]

@@ -345,3 +345,32 @@ def test_every_chart_message_under_limit(recorder, flights) -> None:
 
     for message in recorder.messages:
         assert message.size < MESSAGE_LIMIT, (message.kind, list(message.state)[:5])
+
+
+# -- found by a review that tried to break the chart ----------------------------------------------
+
+
+def test_long_value_picked_by_index(recorder, fs: FeatureStore) -> None:
+    group = fs.create_feature_group("long", keys="id")
+    group.create_features_from_schema({"id": "int64", "text": "string"})
+    # 20 values of 6,000 characters: sent in full, they and the chart code pass 1 MB.
+    values = [letter * 6_000 for letter in "abcdefghijklmnopqrst"]
+    group.ingest({"id": list(range(21)), "text": [values[0], *values]})
+
+    chart = DistributionChart(group, "text")
+    chart._jchart._vl_selections = {"pick": {"value": {"vlPoint": {"or": [{"i": 0}]}}, "store": []}}
+
+    assert chart.selected_rows == 2
+    assert group.analyze(Aggregation("text", ["count"], where=chart.selection))["count"] == 2
+    assert max(m.size for m in recorder.of(chart._jchart)) < 1_000_000
+
+
+def test_brush_on_all_null_chart_ignored(recorder, fs: FeatureStore) -> None:
+    group = fs.create_feature_group("empty-values", keys="id")
+    group.create_features_from_schema({"id": "int64", "x": "float64"})
+    group.ingest({"id": [1, 2], "x": [None, None]})
+    chart = DistributionChart(group, "x")
+
+    chart._jchart._vl_selections = {"brush": {"value": {"start": [None, None]}, "store": []}}
+
+    assert chart.selection is None

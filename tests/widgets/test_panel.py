@@ -190,8 +190,8 @@ def test_stats_of_long_text_stay_small(recorder, fs: FeatureStore) -> None:
     assert body["count"] == 6
     assert body["histogram"] == [1] * 5
     for text in [body["min"], body["max"], *body["labels"]]:
-        assert len(text) <= 80
-        assert text[:40] == text[0] * 40
+        assert len(text) <= 40
+        assert text[:39] == text[0] * 39
     assert body["min"].startswith("a")
     assert body["max"].startswith("f")
     assert_messages_sendable(recorder)
@@ -549,3 +549,55 @@ def test_ten_million_rows_500_features(recorder, fs: FeatureStore) -> None:
     assert sum(chart.result.to_arrow().column("count").to_pylist()) == rows
     assert panel.view.error == ""
     assert_messages_sendable(recorder)
+
+
+# -- found by a review that tried to break the panel ---------------------------------------------
+
+
+def test_nul_in_text_keeps_statistics(recorder, fs: FeatureStore) -> None:
+    group = fs.create_feature_group("nul", keys="id")
+    group.create_features_from_schema({"id": "int64", "label": "string", "score": "float64"})
+    group.ingest({"id": [1, 2, 3], "label": ["a\x00b", "a\x00b", "c"], "score": [1.0, 2.0, 3.0]})
+
+    panel = GroupPanel(group).wait()
+
+    assert panel.view.stats_status.startswith("Statistics of version")
+    assert panel.view.stats["label"]["labels"][0] == "a\x00b"
+    assert panel.view.stats["label"]["histogram"] == [2, 1]
+    assert panel.view.stats["score"]["mean"] == 2.0
+
+
+def test_panel_of_replaced_group_reports_deletion(recorder, fs: FeatureStore) -> None:
+    old = fs.create_feature_group("old", keys="id")
+    panel = GroupPanel(old).wait()
+    fs.delete_feature_group("old")
+    new = fs.create_feature_group("new", keys="id")
+    new.create_features_from_schema({"id": "int64"})
+    fs.create_alert("on-new", Aggregation("id", ["count"]), Condition.GREATER_THAN(5), group="new")
+    assert new._id == old._id  # SQLite reused the id
+
+    panel.view.tab = "alerts"
+    panel.wait()
+
+    assert panel.view.related.get("alerts", []) == []
+    assert "old" in panel.view.error
+
+
+def test_large_descriptions_stay_under_limit(recorder, fs: FeatureStore) -> None:
+    group = fs.create_feature_group("wordy", keys="id", description="d" * 1_500_000)
+    group.create_features_from_schema({"id": "int64"})
+
+    GroupPanel(group).wait()
+
+    assert_messages_sendable(recorder)
+
+
+def test_close_stops_statistics(recorder, fs: FeatureStore, flights, monkeypatch: pytest.MonkeyPatch) -> None:
+    from raise_jupyter.widgets import _panel
+
+    monkeypatch.setattr(_panel, "PROFILE_BATCH", 1)
+    panel = GroupPanel(flights)
+    panel.close()
+    panel.wait()
+
+    assert len(panel.view.stats) < len(flights.features)

@@ -67,10 +67,19 @@ function render({ model, el }) {
       oninput: (e) => update("name", e.target.value) });
     const group = select("group", Object.keys(groups), form.group, (e) => {
       update("group", e.target.value);
-      update("feature", ((groups[e.target.value] || [])[0] || {}).name || "", true);
+      // The kernel sends the features of the chosen group and picks a default feature.
+      send("group");
     });
     const feature = select("feature", features, form.feature, (e) => update("feature", e.target.value));
-    const metric = select("metric", options.metrics || [], form.metric, (e) => update("metric", e.target.value));
+    const metricList = "raise-metrics-" + Math.random().toString(36).slice(2);
+    const metric = h("span", {},
+      h("input", { name: "metric", value: form.metric || "", list: metricList, placeholder: "avg, or several: p50, p99",
+        oninput: (e) => update("metric", e.target.value) }),
+      h("datalist", { id: metricList }, ...(options.metrics || []).map((m) => h("option", { value: m }))));
+    const groupBy = h("input", { name: "group_by", value: form.group_by || "", placeholder: "optional: carrier, date",
+      oninput: (e) => update("group_by", e.target.value) });
+    const where = h("input", { name: "where", value: form.where || "", placeholder: "optional SQL filter: origin = 'JFK'",
+      oninput: (e) => update("where", e.target.value) });
     const condition = select("condition", conditions.map((c) => [c.key, c.label]), form.condition,
       (e) => update("condition", e.target.value, true));
     const low = h("input", { name: "low", value: form.low ?? "", placeholder: arity === 2 ? "lower bound" : "threshold",
@@ -89,7 +98,9 @@ function render({ model, el }) {
       ...row("name", "name", name),
       ...row("group", "group", group),
       ...row("feature", "feature", feature),
-      ...row("metric", "metric", metric),
+      ...row("metrics", "metric", metric),
+      ...row("group by", "group_by", groupBy),
+      ...row("where", "where", where),
       ...row("fires when", "condition", condition),
       ...row("threshold", "low", h("span", { class: "raise-bounds" }, low, high ? h("span", { text: "and" }) : null, high)),
       ...row("notify", "notify", notify),

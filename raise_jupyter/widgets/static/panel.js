@@ -120,7 +120,7 @@ function featureTable(model, filter) {
 
 function featuresTab(model, state) {
   const search = h("input", { type: "search", placeholder: "Filter features", value: state.filter });
-  const table = h("div", {}, featureTable(model, state.filter));
+  const table = h("div", { class: "raise-feature-table" }, featureTable(model, state.filter));
   search.addEventListener("input", () => {
     state.filter = search.value;
     table.replaceChildren(featureTable(model, state.filter));
@@ -133,7 +133,10 @@ function featuresTab(model, state) {
 function previewTab(model) {
   const columns = model.get("preview_columns") || [];
   const raw = model.get("preview");
-  if (!columns.length || !raw) return h("div", { class: "raise-muted", text: "Loading preview\u2026" });
+  if (!model.get("preview_note")) return h("div", { class: "raise-muted", text: "Loading preview\u2026" });
+  if (!columns.length || !raw || !raw.byteLength) {
+    return h("div", { class: "raise-muted raise-preview-empty", text: model.get("preview_note") + " No rows to show." });
+  }
   const text = new TextDecoder().decode(raw);
   const cells = text.length ? text.split("\u001f") : [];
   const rows = [];
@@ -211,7 +214,12 @@ function render({ model, el }) {
   model.on("change:tab", draw);
   model.on("change:error", draw);
   model.on("change:selected", redrawBody);
-  model.on("change:stats", redrawBody);
+  // New statistics replace only the table, so the filter box keeps its focus and text.
+  model.on("change:stats", () => {
+    const holder = root.querySelector(".raise-feature-table");
+    if (holder) holder.replaceChildren(featureTable(model, state.filter));
+    else redrawBody();
+  });
   model.on("change:related", redrawBody);
   model.on("change:preview", redrawBody);
   model.on("change:stats_done", () => { root.dataset.stats = model.get("stats_done") ? "ready" : "pending"; });
