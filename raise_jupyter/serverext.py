@@ -12,8 +12,10 @@ Configuration: ``c.RaiseExtension.root`` in a Jupyter server config file, else
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +48,68 @@ def store_root(configured: str) -> Path:
     return resolve_root(configured or None)
 
 
-def catalog_exists(root: Path) -> bool:
-    """Return whether ``root`` contains a store, without creating one."""
+class StoreUnavailable(Exception):
+    """The store cannot be read: missing, corrupt, or of another catalog schema revision."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def catalog_url(root: Path) -> str | None:
+    """Return the catalog URL of the store at ``root``, or None if it has no catalog."""
     from raise_jupyter.config import setting
 
-    return (root / "catalog.db").exists() or setting(root, "catalog_url") is not None
+    configured = setting(root, "catalog_url")
+    if configured:
+        return configured
+    path = root / "catalog.db"
+    if not path.is_file():
+        return None
+    # Read-only: the server never migrates, creates or writes a catalog.
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+def catalog_exists(root: Path) -> bool:
+    """Return whether ``root`` contains a store, without creating one."""
+    return catalog_url(root) is not None
+
+
+@contextlib.contextmanager
+def read_catalog(root: Path) -> Iterator[sa.Connection]:
+    """Yield a read-only connection to the catalog, after checking its schema revision.
+
+    A new engine per request, so a store deleted and made again at the same path is read anew.
+    """
+    from raise_jupyter.engine.catalog import CATALOG_REVISION
+
+    url = catalog_url(root)
+    if url is None:
+        raise StoreUnavailable(
+            404, f"No Raise store at {root}; create one with FeatureStore(namespace, root=...) or set c.RaiseExtension.root."
+        )
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            try:
+                revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            except sa.exc.SQLAlchemyError as error:
+                raise StoreUnavailable(500, f"The catalog of the store at {root} cannot be read: {_first_line(error)}") from None
+            if revision != CATALOG_REVISION:
+                raise StoreUnavailable(
+                    409,
+                    f"The catalog of the store at {root} has schema revision {revision!r}, and this Raise reads "
+                    f"{CATALOG_REVISION!r}. Open the store once from Python with the same Raise version as the "
+                    "server (that upgrades an older catalog), or upgrade the server's Raise for a newer one.",
+                )
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 # -- reads --------------------------------------------------------------------------------------
@@ -59,47 +118,45 @@ def catalog_exists(root: Path) -> bool:
 def list_namespaces(root: Path) -> list[dict[str, Any]]:
     """Return each namespace of the store with its number of groups."""
     from raise_jupyter.engine import tables
-    from raise_jupyter.store import open_catalog
 
     groups = tables.feature_groups
     query = sa.select(groups.c.namespace, sa.func.count().label("groups")).group_by(groups.c.namespace).order_by(groups.c.namespace)
-    with open_catalog(root).read() as conn:
+    with read_catalog(root) as conn:
         return [{"namespace": row.namespace, "groups": int(row.groups)} for row in conn.execute(query)]
 
 
-def list_groups(root: Path, namespace: str | None, *, rows: bool) -> list[dict[str, Any]]:
-    """Return the groups (of one namespace, or all) with their features and, if asked, row counts."""
+def list_groups(root: Path, namespace: str | None, *, rows: bool, name: str | None = None) -> list[dict[str, Any]]:
+    """Return the groups (of one namespace, or all; or the one called ``name``) with features."""
     from raise_jupyter.engine import tables
-    from raise_jupyter.store import FeatureStore, open_catalog
 
-    groups = tables.feature_groups
-    query = sa.select(groups.c.namespace, groups.c.name).order_by(groups.c.namespace, groups.c.name)
+    groups, features = tables.feature_groups, tables.features
+    query = sa.select(groups).order_by(groups.c.namespace, groups.c.name)
     if namespace is not None:
         query = query.where(groups.c.namespace == namespace)
-    with open_catalog(root).read() as conn:
-        pairs = [(row.namespace, row.name) for row in conn.execute(query)]
+    if name is not None:
+        query = query.where(groups.c.name == name)
+    with read_catalog(root) as conn:
+        records = conn.execute(query).all()
+        feature_rows = conn.execute(
+            sa.select(features).where(features.c.group_id.in_([r.id for r in records])).order_by(features.c.position, features.c.id)
+        ).all()
 
-    stores: dict[str, Any] = {}
+    by_group: dict[int, list[Any]] = {}
+    for feature in feature_rows:
+        by_group.setdefault(feature.group_id, []).append(feature)
     listed = []
-    for space, name in pairs:
-        store = stores.setdefault(space, FeatureStore(space, root=root))
-        try:
-            group = store.get_feature_group(name)
-            record, records = group._load()
-        except Exception as error:  # deleted between the two reads
-            logger.info("Skipped group %s/%s while listing: %s", space, name, error)
-            continue
+    for record in records:
         entry = {
-            "namespace": space,
-            "name": name,
+            "namespace": record.namespace,
+            "name": record.name,
             "description": record.description or "",
             "keys": list(record.keys or []),
             "event_time": record.event_time,
             "online": bool(record.online),
-            "features": [_feature(record, r) for r in records],
+            "features": [_feature(record, f) for f in by_group.get(record.id, [])],
         }
         if rows:
-            entry["rows"], entry["version"] = _row_count(group)
+            entry["rows"], entry["version"] = _row_count(root / record.table_path)
         listed.append(entry)
     return listed
 
@@ -122,12 +179,20 @@ def _feature(record: Any, feature: Any) -> dict[str, Any]:
     }
 
 
-def _row_count(group: Any) -> tuple[int | None, int | None]:
+def _row_count(path: Path) -> tuple[int | None, int | None]:
+    """Return the rows and version of a group's Delta table, from the log's file statistics."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
     try:
-        files = group._files(None, group._record())
-        return group.count(as_of=files.version), files.version
+        table = DeltaTable(str(path))
+        actions = pa.table(table.get_add_actions(flatten=True))
+        counts = actions.column("num_records").to_pylist() if actions.num_rows else []
+        if any(count is None for count in counts):
+            return None, table.version()
+        return int(sum(counts)), table.version()
     except Exception as error:
-        logger.warning("Counting rows of %s/%s failed: %s", group.namespace, group.name, error)
+        logger.warning("Counting rows of the table at %s failed: %s", path, error)
         return None, None
 
 
@@ -135,25 +200,25 @@ def _row_count(group: Any) -> tuple[int | None, int | None]:
 
 
 class _Handler(APIHandler):
-    """Base of the handlers: finds the store and runs reads off the event loop."""
+    """Base of the handlers: runs reads off the event loop and turns store errors into JSON."""
 
     @property
     def root(self) -> Path:
         return self.settings["raise_root"]
 
-    def require_store(self) -> None:
-        if not catalog_exists(self.root):
-            raise tornado.web.HTTPError(
-                404,
-                reason=f"No Raise store at {self.root}; create one with FeatureStore(namespace, root=...) "
-                "or set c.RaiseExtension.root to an existing store.",
-            )
-
-    async def answer(self, function: Any, *args: Any, **kwargs: Any) -> None:
+    async def answer(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, lambda: function(*args, **kwargs))
+        try:
+            return await loop.run_in_executor(None, lambda: function(*args, **kwargs))
+        except StoreUnavailable as error:
+            if error.status >= 500:
+                logger.warning("Raise store at %s unavailable: %s", self.root, error)
+            # The message goes in the JSON body; a long reason in the status line would be cut.
+            raise tornado.web.HTTPError(error.status, str(error)) from None
+
+    def reply(self, body: Any) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(result))
+        self.finish(json.dumps(body))
 
 
 class StoresHandler(_Handler):
@@ -162,8 +227,8 @@ class StoresHandler(_Handler):
     @tornado.web.authenticated
     async def get(self) -> None:
         exists = catalog_exists(self.root)
-        namespaces = await asyncio.get_running_loop().run_in_executor(None, list_namespaces, self.root) if exists else []
-        self.finish(json.dumps({"stores": [{"root": str(self.root), "exists": exists, "namespaces": namespaces}]}))
+        namespaces = await self.answer(list_namespaces, self.root) if exists else []
+        self.reply({"stores": [{"root": str(self.root), "exists": exists, "namespaces": namespaces}]})
 
 
 class NamespacesHandler(_Handler):
@@ -171,8 +236,7 @@ class NamespacesHandler(_Handler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        self.require_store()
-        await self.answer(list_namespaces, self.root)
+        self.reply(await self.answer(list_namespaces, self.root))
 
 
 class GroupsHandler(_Handler):
@@ -180,10 +244,9 @@ class GroupsHandler(_Handler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        self.require_store()
         namespace = self.get_query_argument("namespace", None)
         rows = self.get_query_argument("rows", "1") not in ("0", "false", "no")
-        await self.answer(list_groups, self.root, namespace, rows=rows)
+        self.reply(await self.answer(list_groups, self.root, namespace, rows=rows))
 
 
 class GroupHandler(_Handler):
@@ -191,14 +254,13 @@ class GroupHandler(_Handler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        self.require_store()
         namespace = self.get_query_argument("namespace")
         name = self.get_query_argument("name")
-        groups = await asyncio.get_running_loop().run_in_executor(None, lambda: list_groups(self.root, namespace, rows=True))
-        found = [g for g in groups if g["name"] == name]
+        found = await self.answer(list_groups, self.root, namespace, rows=True, name=name)
         if not found:
-            raise tornado.web.HTTPError(404, reason=f"Feature group {name!r} not found in namespace {namespace!r}.")
-        self.finish(json.dumps(found[0]))
+            shown = name if len(name) <= 200 else name[:200] + "..."
+            raise tornado.web.HTTPError(404, f"Feature group {shown!r} not found in namespace {namespace!r}.")
+        self.reply(found[0])
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:

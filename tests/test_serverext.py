@@ -261,3 +261,58 @@ def test_reads_do_not_block_writers(server: Server, store_root: Path) -> None:
     assert status == 200
     assert len(body) == 15
     assert all(g["rows"] == 100 for g in body)
+
+
+# -- read-only access ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def odd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("odd-store")
+
+
+@pytest.fixture
+def odd_server(odd_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _start(odd_root, tmp_path_factory.mktemp("server-odd"))
+
+
+def test_older_catalog_not_migrated(odd_server: Server, odd_root: Path) -> None:
+    import sqlite3
+
+    FeatureStore("acme/old", root=odd_root).create_feature_group("g", keys="id")
+    with sqlite3.connect(odd_root / "catalog.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0005'")
+    before = (odd_root / "catalog.db").read_bytes()
+
+    status, body = odd_server.get("groups")
+
+    assert status == 409
+    assert "schema revision '0005'" in body["message"]
+    with sqlite3.connect(odd_root / "catalog.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0005",)
+    assert (odd_root / "catalog.db").read_bytes() == before
+
+
+def test_corrupt_catalog_explained(odd_server: Server, odd_root: Path) -> None:
+    (odd_root / "catalog.db").write_bytes(b"this is not a database" * 100)
+
+    status, body = odd_server.get("groups")
+
+    assert status == 500
+    assert "cannot be read" in body["message"]
+
+
+def test_recreated_store_read_anew(odd_server: Server, odd_root: Path) -> None:
+    import shutil
+
+    FeatureStore("acme/first", root=odd_root).create_feature_group("old-group", keys="id")
+    assert [g["name"] for g in odd_server.get("groups?rows=0")[1]] == ["old-group"]
+    shutil.rmtree(odd_root)
+    # Another process makes the new store: this one still caches a connection to the old file.
+    code = f"from raise_jupyter import FeatureStore; FeatureStore('acme/second', root={str(odd_root)!r}).create_feature_group('new-group', keys='id')"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+    status, body = odd_server.get("groups?rows=0")
+
+    assert status == 200
+    assert [g["name"] for g in body] == ["new-group"]

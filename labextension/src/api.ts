@@ -39,31 +39,47 @@ export async function requestAPI<T>(endpoint: string): Promise<T> {
   }
   const text = await response.text();
   if (!response.ok) {
-    throw new Error(`Raise server extension: ${response.status} ${response.statusText || text}`);
+    // The server puts its explanation (a missing store, an old catalog) in the JSON body.
+    let message = response.statusText;
+    try {
+      message = (JSON.parse(text) as { message?: string }).message || message;
+    } catch {
+      // Not JSON: keep the status text.
+    }
+    if (response.status === 404 && !message.includes('store')) {
+      message += ' (is the raise_jupyter server extension enabled? See jupyter server extension list.)';
+    }
+    throw new Error(`Raise server extension: ${response.status} ${message}`);
   }
   return JSON.parse(text) as T;
 }
 
 /**
- * The groups of the store, shared by the sidebar and the completer.
+ * The groups of the store, as the sidebar (with row counts) or the completer (without) needs them.
  *
- * A load older than `maxAgeMs` is repeated on the next request.
+ * After the first load, `get` answers at once from memory and reloads in the background when the
+ * data is older than `maxAgeMs`, because JupyterLab drops completion sources that take over 1 s.
  */
 export class GroupCache {
   private groups: IGroupInfo[] = [];
   private loadedAt = 0;
   private pending: Promise<IGroupInfo[]> | null = null;
 
+  constructor(private readonly withRows: boolean) {}
+
   async get(maxAgeMs = 10000): Promise<IGroupInfo[]> {
-    if (Date.now() - this.loadedAt <= maxAgeMs) {
-      return this.groups;
+    if (this.loadedAt === 0) {
+      return this.reload();
     }
-    return this.reload();
+    if (Date.now() - this.loadedAt > maxAgeMs) {
+      this.reload().catch(() => undefined);
+    }
+    return this.groups;
   }
 
   reload(): Promise<IGroupInfo[]> {
     if (!this.pending) {
-      this.pending = requestAPI<IGroupInfo[]>('groups?rows=1')
+      this.pending = requestAPI<IGroupInfo[]>(this.withRows ? 'groups?rows=1' : 'groups?rows=0')
         .then(groups => {
           this.groups = groups;
           this.loadedAt = Date.now();

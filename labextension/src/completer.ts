@@ -38,14 +38,14 @@ export class RaiseCompletionProvider implements ICompletionProvider {
     const word = /"?[A-Za-z_][\w-]*$/.exec(before);
     const prefix = word ? word[0] : '';
     const bare = prefix.replace(/^"/, '');
+    // Groups of the same name in several namespaces are offered once.
+    const names = new Set<string>();
     const groupItems = groups
-      .filter(g => g.name.startsWith(bare))
+      .filter(g => g.name.startsWith(bare) && !names.has(g.name) && names.add(g.name))
       .map(g => ({ label: `"${g.name}"`, insertText: `"${g.name}"`, type: 'group', documentation: g.description || undefined }));
-    return {
-      start: request.offset - prefix.length,
-      end: request.offset,
-      items: [...groupItems, ...featuresOf(groups, bare)]
-    };
+    // After an opening quote only group names fit.
+    const features = prefix.startsWith('"') ? [] : featuresOf(groups, bare);
+    return { start: request.offset - prefix.length, end: request.offset, items: [...groupItems, ...features] };
   }
 }
 

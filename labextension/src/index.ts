@@ -11,7 +11,8 @@ import { RaiseCompletionProvider } from './completer';
 import { raiseCellLanguage } from './language';
 import { FeatureStorePanel } from './sidebar';
 
-const cache = new GroupCache();
+const sidebarGroups = new GroupCache(true);
+const completionGroups = new GroupCache(false);
 
 const sidebar: JupyterFrontEndPlugin<void> = {
   id: 'raise-jupyter:sidebar',
@@ -20,7 +21,7 @@ const sidebar: JupyterFrontEndPlugin<void> = {
   requires: [INotebookTracker],
   optional: [ILayoutRestorer],
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker, restorer: ILayoutRestorer | null) => {
-    const panel = new FeatureStorePanel(tracker, cache);
+    const panel = new FeatureStorePanel(tracker, sidebarGroups);
     app.shell.add(panel, 'left', { rank: 600 });
     if (restorer) {
       restorer.add(panel, panel.id);
@@ -59,7 +60,7 @@ const completion: JupyterFrontEndPlugin<void> = {
   autoStart: true,
   requires: [ICompletionProviderManager],
   activate: (app: JupyterFrontEnd, manager: ICompletionProviderManager) => {
-    manager.registerProvider(new RaiseCompletionProvider(cache));
+    manager.registerProvider(new RaiseCompletionProvider(completionGroups));
   }
 };
 
