@@ -57,7 +57,7 @@ export async function requestAPI<T>(endpoint: string): Promise<T> {
 /**
  * The groups of the store, as the sidebar (with row counts) or the completer (without) needs them.
  *
- * After the first load, `get` answers at once from memory and reloads in the background when the
+ * After the first load, `get` returns at once from memory and reloads in the background when the
  * data is older than `maxAgeMs`, because JupyterLab drops completion sources that take over 1 s.
  */
 export class GroupCache {

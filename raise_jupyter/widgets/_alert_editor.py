@@ -107,11 +107,13 @@ class AlertEditor(anywidget.AnyWidget):
         """Read the namespace's groups and alerts, and the features of ``group`` (or the first).
 
         Only one group's features are sent, so that a namespace with many wide groups stays
-        within the widget message limit; choosing another group loads its features.
+        within the widget message limit. Choosing another group loads its features.
         """
         groups: dict[str, list[dict[str, str]]] = {}
         listed = self.store.list_feature_groups()
-        chosen = group if group in {g.name for g in listed} else (listed[0].name if listed else None)
+        chosen = group if group in {g.name for g in listed} else None
+        if chosen is None and listed:
+            chosen = listed[0].name
         for item in listed:
             groups[item.name] = [{"name": f.name, "dtype": str(f.dtype)} for f in item.features] if item.name == chosen else []
         self.options = {

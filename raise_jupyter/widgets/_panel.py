@@ -373,5 +373,6 @@ def _stop_panels_at_exit() -> None:
 
 
 # The statistics threads are not daemons, and the interpreter joins them before it runs atexit
-# functions; threading's own exit hook runs before that join (concurrent.futures uses it too).
+# functions. threading's own exit hook runs before that join, so it is used here, as
+# concurrent.futures does.
 getattr(threading, "_register_atexit", atexit.register)(_stop_panels_at_exit)
