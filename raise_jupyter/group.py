@@ -915,7 +915,7 @@ class FeatureGroup:
         """Summarize every feature: null rate, min, max, mean and a small histogram.
 
         Groups with more than 50 million feature values (rows times features) are profiled on
-        a uniform sample of rows; ``GroupProfile.note`` says which.
+        a uniform sample of rows, and ``GroupProfile.note`` states which.
 
         Examples
         --------

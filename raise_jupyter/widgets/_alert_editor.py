@@ -14,7 +14,7 @@ import traitlets
 from raise_jupyter.analysis import METRICS, Aggregation
 from raise_jupyter.conditions import Condition
 from raise_jupyter.errors import RaiseError
-from raise_jupyter.widgets._common import asset, css, json_number, short_error, widget_bundle
+from raise_jupyter.widgets._common import css, esm, json_number, short_error, widget_bundle
 
 if TYPE_CHECKING:
     from raise_jupyter.alerts import Alert
@@ -72,7 +72,7 @@ class AlertEditor(anywidget.AnyWidget):
     >>> fs.alert_editor()  # doctest: +SKIP
     """
 
-    _esm = asset("alert_editor.js")
+    _esm = esm("alert_editor.js")
     _css = css("alert_editor.css")
 
     options = traitlets.Dict().tag(sync=True)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import traitlets
 
 from raise_jupyter.engine import tables
-from raise_jupyter.widgets._common import asset, css, short_error, widget_bundle
+from raise_jupyter.widgets._common import css, cut, esm, short_error, widget_bundle
 
 if TYPE_CHECKING:
     from raise_jupyter.store import FeatureStore
@@ -32,7 +32,7 @@ DESCRIPTION_CHARS = 200
 class StoreBrowserView(anywidget.AnyWidget):
     """The front-end part of ``StoreBrowser``."""
 
-    _esm = asset("browser.js")
+    _esm = esm("browser.js")
     _css = css("browser.css")
 
     root = traitlets.Unicode("").tag(sync=True)
@@ -122,7 +122,7 @@ def _listing(store: FeatureStore) -> tuple[list[dict[str, Any]], int]:
         by_namespace.setdefault(row.namespace, []).append(
             {
                 "name": row.name,
-                "description": _cut(row.description or "", DESCRIPTION_CHARS),
+                "description": cut(row.description or "", DESCRIPTION_CHARS),
                 "online": bool(row.online),
                 "features": int(row.features),
             }
@@ -130,6 +130,3 @@ def _listing(store: FeatureStore) -> tuple[list[dict[str, Any]], int]:
     listing = [{"namespace": ns, "groups": items} for ns, items in by_namespace.items()]
     return listing, max(int(total) - MAX_GROUPS, 0)
 
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

@@ -144,8 +144,8 @@ def _chart(alt: Any, result: AnalysisResult) -> altair.Chart:
     feature = result.analysis.feature
     axis = {"labelColor": "currentColor", "titleColor": "currentColor", "domainColor": "currentColor", "tickColor": "currentColor", "gridOpacity": 0.25}
     if "value" in table.column_names:
-        # Bars carry their row index and a shortened label; a click selects by index, and the
-        # filter is built from the full value in the kernel, so long values stay out of messages.
+        # Bars carry their row index and a shortened label. A click selects by index, and the
+        # kernel builds the filter from the full value, so long values stay out of messages.
         pick = alt.selection_point(fields=["i"], name="pick")
         rows = [{"i": i, "value": _label(r["value"]), "count": r["count"]} for i, r in enumerate(rows[:200])]
         chart = (

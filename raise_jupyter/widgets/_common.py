@@ -15,13 +15,22 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 
-# Largest widget message the widgets are built to stay under; tests check every message.
+# Largest widget message the widgets are built to stay under; the tests check every message.
 MESSAGE_LIMIT = 1_000_000
-
 
 def asset(name: str) -> str:
     """Return the text of a bundled file of ``static/`` (JS and CSS ship inside the wheel)."""
     return (STATIC / name).read_text(encoding="utf-8")
+
+
+def esm(name: str) -> str:
+    """Return a widget's script with the shared DOM helper of ``static/dom.js`` in front."""
+    return asset("dom.js") + "\n" + asset(name)
+
+
+def cut(text: str, limit: int) -> str:
+    """Return ``text`` shortened to ``limit`` characters, ending with an ellipsis if cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def css(name: str) -> str:

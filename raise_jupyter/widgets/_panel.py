@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import traitlets
 
 from raise_jupyter.engine import tables
-from raise_jupyter.widgets._common import asset, css, short_error, start_thread, widget_bundle
+from raise_jupyter.widgets._common import css, cut, esm, short_error, start_thread, widget_bundle
 from raise_jupyter.widgets._preview import pack_preview
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ TABS = ("features", "preview", "alerts", "live", "jobs")
 class GroupPanelView(anywidget.AnyWidget):
     """The front-end part of ``GroupPanel``; its traits are what the browser receives."""
 
-    _esm = asset("panel.js")
+    _esm = esm("panel.js")
     _css = css("panel.css")
 
     header = traitlets.Dict().tag(sync=True)
@@ -258,15 +258,15 @@ def _definitions(group: FeatureGroup) -> tuple[dict[str, Any], list[dict[str, An
         "rows": rows,
         "version": files.version,
         "online": bool(record.online),
-        "description": _cut(record.description or "", DESCRIPTION_CHARS),
+        "description": cut(record.description or "", DESCRIPTION_CHARS),
         "ttl": str(record.ttl) if record.ttl else "",
     }
     features = [
         {
             "name": r.name,
             "dtype": r.dtype,
-            "derived": _cut(r.derived_from or "", DESCRIPTION_CHARS),
-            "description": _cut(r.description or "", DESCRIPTION_CHARS),
+            "derived": cut(r.derived_from or "", DESCRIPTION_CHARS),
+            "description": cut(r.description or "", DESCRIPTION_CHARS),
             "role": _role(record, r),
         }
         for r in records
@@ -281,12 +281,10 @@ def _shorten_text(stats: dict[str, Any]) -> dict[str, Any]:
     in full, and one stats message can exceed the widget message limit.
     """
 
-    def cut(value: Any) -> Any:
-        if isinstance(value, str) and len(value) > STAT_CHARS:
-            return value[: STAT_CHARS - 1] + "\u2026"
-        return value
+    def shorten(value: Any) -> Any:
+        return cut(value, STAT_CHARS) if isinstance(value, str) else value
 
-    return {**stats, "min": cut(stats["min"]), "max": cut(stats["max"]), "labels": [cut(label) for label in stats["labels"]]}
+    return {**stats, "min": shorten(stats["min"]), "max": shorten(stats["max"]), "labels": [shorten(label) for label in stats["labels"]]}
 
 
 def _role(record: Any, feature: Any) -> str:
@@ -361,10 +359,6 @@ def _prepare_charts() -> None:
     from raise_jupyter.widgets._chart import load_altair
 
     load_altair()
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def _stop_panels_at_exit() -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-from raise_jupyter.widgets._common import asset, css, widget_bundle
+from raise_jupyter.widgets._common import css, esm, widget_bundle
 
 if TYPE_CHECKING:
     from raise_jupyter.jobs import JobRun
@@ -39,7 +39,7 @@ class JobProgress(anywidget.AnyWidget):
     >>> JobProgress(run)  # the same as displaying ``run``  # doctest: +SKIP
     """
 
-    _esm = asset("progress.js")
+    _esm = esm("progress.js")
     _css = css("progress.css")
 
     job = traitlets.Unicode("").tag(sync=True)
@@ -140,8 +140,8 @@ def summary(run: JobRun) -> str:
 def _last_line(text: str | None) -> str:
     """Return the exception line of a traceback, such as ``ValueError: bad input``.
 
-    It is the last line that starts with an exception name; a message that ends with a caret
-    line (as DuckDB's do) still shows the exception. The line is cut to 500 characters.
+    It is the last line that starts with an exception name, so a message that ends with a
+    caret line (as DuckDB's do) still shows the exception. The line is cut to 500 characters.
     """
     if not text:
         return ""

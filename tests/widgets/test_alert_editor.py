@@ -391,7 +391,7 @@ def test_options_send_one_groups_features(recorder, fs: FeatureStore, flights) -
 def test_test_notification_skips_older_messages(recorder, fs: FeatureStore, flights, webhook) -> None:
     from raise_jupyter import notify
 
-    # An older message to an address nobody listens on is due first, but is not tried.
+    # An older message to a closed port is due first, but is not tried.
     notify.enqueue(fs._catalog, notify.parse_targets(["http://127.0.0.1:9/never"]), subject="old", body="old", payload={})
     editor = AlertEditor(fs)
     editor.form = valid_form(notify=webhook.url)

@@ -1,18 +1,6 @@
 // Alert editor. The form is kept in the "form" trait. Save and Test send the form to the kernel,
 // which validates it with the Python API and sets "errors", "message" and "current" in reply.
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
-
 function select(name, choices, value, onchange) {
   const node = h("select", { name, onchange });
   for (const choice of choices) {

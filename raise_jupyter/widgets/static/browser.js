@@ -1,18 +1,6 @@
 // Store browser: namespaces and their groups. Clicking a group sends a message that makes the
 // kernel open the group's panel.
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
-
 function render({ model, el }) {
   const root = h("div", { class: "raise-widget raise-browser" });
   el.append(root);

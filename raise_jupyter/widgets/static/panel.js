@@ -4,18 +4,6 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
-
 function formatNumber(value) {
   if (value === null || value === undefined) return "";
   if (typeof value === "string") return value;

@@ -1,18 +1,6 @@
 // Progress of one job run. The kernel pushes the run's state every half second; Cancel sends
 // a message that calls run.cancel() in the kernel.
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
-
 function duration(seconds) {
   if (seconds === null || seconds === undefined) return "";
   if (seconds < 60) return seconds.toFixed(seconds < 10 ? 1 : 0) + " s";
