@@ -426,6 +426,7 @@ def _apply(
         )
         _prune_history(conn, alert_id)
         notified = _notifies(previous, state)
+        log_ids: list[int] = []
         if notified:
             payload = {"alert": row.name, "namespace": row.namespace, "state": state, "previous_state": previous, "values": values}
             subject = {
@@ -433,12 +434,18 @@ def _apply(
                 OK: f"[Raise] {row.name} recovered (ok)",
                 NO_DATA: f"[Raise] {row.name} stopped firing: no data",
             }[state]
-            notify.enqueue(conn, notify.parse_targets(row.notify), subject=subject, body=message, payload=payload)
+            targets = notify.parse_targets(row.notify)
+            ids = notify.enqueue(conn, targets, subject=subject, body=message, payload=payload)
+            log_ids = [i for i, target in zip(ids, targets, strict=True) if target.channel == "log"]
 
     logger.info("Alert %s evaluated: %s (was %s) at version %d", row.name, state, previous, version)
     if notified and DELIVER_IN_BACKGROUND:
-        _deliver_soon(store.root)
+        _deliver_soon(store, log_ids=log_ids)
     return Evaluation(state, previous, values, firing, version, notified)
+
+
+# Series named in a notification's text; webhooks get every value in the JSON payload.
+MESSAGE_SERIES = 10
 
 
 def _notifies(previous: str | None, state: str) -> bool:
@@ -447,14 +454,23 @@ def _notifies(previous: str | None, state: str) -> bool:
 
 
 def _message(name: str, state: str, previous: str | None, values: dict[str, float | None], firing: list[str], condition: dict) -> str:
+    """Describe an evaluation in one paragraph; long series lists are cut (the payload has them all)."""
     described = condition_from_spec(condition).describe()
-    listed = ", ".join(f"{series} = {_format(value)}" for series, value in values.items())
     if state == FIRING:
-        return f"Alert {name} is firing: {', '.join(firing)} met {described}. Values: {listed or 'none'}."
+        share = f" ({len(firing)} of {len(values)} series)" if len(values) > 1 else ""
+        return f"Alert {name} is firing: {_listed(values, firing)} met {described}{share}."
+    listed = _listed(values, list(values)) or "none"
     was = f"was {previous}" if previous else "first evaluation"
     if state == NO_DATA:
-        return f"Alert {name} has no data ({was}). Values: {listed or 'none'}."
+        return f"Alert {name} has no data ({was}). Values: {listed}."
     return f"Alert {name} is ok ({was}): no value meets {described}. Values: {listed}."
+
+
+def _listed(values: dict[str, float | None], series: list[str]) -> str:
+    """Return ``series = value`` for the first ``MESSAGE_SERIES`` of ``series``, and how many more."""
+    shown = ", ".join(f"{name} = {_format(values[name])}" for name in series[:MESSAGE_SERIES])
+    more = len(series) - MESSAGE_SERIES
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def _format(value: float | None) -> str:
@@ -474,8 +490,15 @@ def _prune_history(conn: sa.Connection, alert_id: int) -> None:
         conn.execute(events.delete().where(events.c.alert_id == alert_id, events.c.id <= cutoff))
 
 
-def _deliver_soon(root: Path) -> None:
-    """Try to send queued notifications in a background thread; the outbox keeps what fails."""
+def _deliver_soon(store: FeatureStore, *, log_ids: list[int]) -> None:
+    """Write ``log`` notifications now, and try to send the others in a background thread.
+
+    Log records cannot fail or block, and writing them in the evaluating thread puts them under
+    the notebook cell that caused them. The outbox keeps what fails for a worker.
+    """
+    root = store.root
+    if log_ids:
+        notify.deliver_due(root, store._catalog, owner=scheduler.make_owner_id(), ids=log_ids)
 
     def deliver() -> None:
         from raise_jupyter.store import open_catalog

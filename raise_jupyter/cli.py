@@ -14,11 +14,30 @@ from raise_jupyter.errors import RaiseError
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from raise_jupyter.demo import run_demo
+    from raise_jupyter.demo import NOTEBOOKS, run_notebooks
+    from raise_jupyter.store import resolve_root
 
-    for line in run_demo(args.root):
-        print(line, flush=True)
-        print(flush=True)
+    names = [name if name.endswith(".ipynb") else f"{name}.ipynb" for name in args.notebooks]
+    unknown = [name for name in names if name not in NOTEBOOKS]
+    if unknown:
+        print(f"error: no demo notebook {unknown[0]!r}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)
+        return 2
+
+    root = resolve_root(args.root)
+    print(f"Running the demo notebooks in fresh kernels against the store at {root}", flush=True)
+    try:
+        for run in run_notebooks(root, names=names or None):
+            if run.skipped:
+                print(f"\n== {run.name}: skipped, {run.skipped}", flush=True)
+                continue
+            print(f"\n== {run.name}: ran in {run.seconds:.1f} s, saved with its outputs to {run.saved_to}\n", flush=True)
+            print(run.report, flush=True)
+    except Exception as error:
+        if type(error).__name__ != "CellExecutionError":
+            raise
+        print(f"error: a demo notebook failed:\n{error}", file=sys.stderr)
+        return 1
+    print(f"\nOpen them in JupyterLab with: jupyter lab {root / 'demo-notebooks'}", flush=True)
     return 0
 
 
@@ -91,8 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
-        "demo", parents=[common], help="load the 2013 NYC flights into namespace demo/flights and show features, SQL and time travel"
+        "demo",
+        parents=[common],
+        help="run the example notebooks headless (flights, embeddings, magics) and print what each produced",
     )
+    demo.add_argument("notebooks", nargs="*", help="notebooks to run, such as 01-flights (default: all)")
     demo.set_defaults(run=_demo)
 
     info = commands.add_parser("info", parents=[common], help="list the feature groups of a namespace")

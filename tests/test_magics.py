@@ -261,3 +261,193 @@ def test_define_keys_must_be_features(ip) -> None:
         ip.run_cell_magic("raise", "define bad --keys nokey", "user_id: int64\n")
 
     assert ip.run_line_magic("raise", "groups") == []
+
+
+# -- ingest sources, lookups, and the YAML cells of alerts, live tables and training sets ------------
+
+
+NEW_ROWS = pd.DataFrame(
+    {
+        "user_id": [4, 5, 6],
+        "ts": pd.to_datetime(["2024-01-03", "2024-01-03", "2024-01-04"], utc=True),
+        "clicks": [2, 0, 7],
+        "impressions": [4, 0, 7],
+        "note": ["a", "b", "c"],
+    }
+)
+
+
+def test_ingest_source_forms(ip, signals, tmp_path: Path) -> None:
+    ip.user_ns["holder"] = type("Holder", (), {"frame": NEW_ROWS.drop(columns="note")})()
+    NEW_ROWS.drop(columns="note").to_parquet(tmp_path / "rows.parquet")
+
+    by_attribute = ip.run_line_magic("raise", "ingest user-signals holder.frame --where 'clicks > 0'")
+    by_file = ip.run_line_magic("raise", f"ingest user-signals {tmp_path / 'rows.parquet'} --where 'user_id = 5'")
+
+    assert (by_attribute.rows, by_file.rows) == (2, 1)
+    assert sorted(signals.to_pandas()["user_id"]) == [1, 2, 3, 4, 5, 6]
+
+
+def test_ingest_module_attribute(ip, signals, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "signal_rows.py").write_text(
+        "import pandas as pd\n"
+        "rows = pd.DataFrame({'user_id': [9], 'ts': pd.to_datetime(['2024-02-01'], utc=True), 'clicks': [1], 'impressions': [2]})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    result = ip.run_line_magic("raise", "ingest user-signals signal_rows.rows")
+
+    assert result.rows == 1
+    with pytest.raises(UsageError, match="Cannot import 'no_such_module'"):
+        ip.run_line_magic("raise", "ingest user-signals no_such_module.rows")
+    with pytest.raises(UsageError, match="'signal_rows.nope': module has no attribute 'nope'"):
+        ip.run_line_magic("raise", "ingest user-signals signal_rows.nope")
+
+
+def test_ingest_cell_shapes_rows_with_sql(ip, signals) -> None:
+    ip.user_ns["raw"] = NEW_ROWS
+
+    result = ip.run_cell_magic(
+        "raise",
+        "ingest user-signals --from raw --mode upsert",
+        "SELECT user_id, ts, clicks * 10 AS clicks, impressions FROM source WHERE impressions > 0",
+    )
+    again = ip.run_cell_magic(
+        "raise",
+        "ingest user-signals --from raw --mode upsert",
+        "SELECT user_id, ts, clicks * 10 AS clicks, impressions FROM source WHERE impressions > 0",
+    )
+
+    rows = signals.to_pandas().set_index("user_id")
+    assert (result.rows, again.rows) == (2, 2)
+    assert signals.count() == 5
+    assert rows.loc[6, "clicks"] == 70
+
+
+def test_ingest_cell_from_the_store(ip, signals) -> None:
+    ip.run_cell_magic("raise", "define daily --keys day", "day: date\nclicks: int64\n")
+
+    result = ip.run_cell_magic(
+        "raise", "ingest daily", 'SELECT CAST(ts AS DATE) AS day, sum(clicks) AS clicks FROM "user-signals" GROUP BY 1'
+    )
+
+    assert result.rows == 2
+    assert sorted(active.current_store().get_feature_group("daily").to_pandas()["clicks"]) == [6, 9]
+
+
+@pytest.mark.parametrize(
+    ("line", "body", "message"),
+    [
+        ("ingest user-signals --from raw", "SELECT * FROM source", "Column 'note' is not a feature"),
+        ("ingest user-signals --from raw", "SELECT nope FROM source", r"The query over 'raw' failed: .*nope"),
+        ("ingest user-signals --from raw", "SELECT * FROM read_csv('/etc/passwd')", "The query over 'raw' failed"),
+        ("ingest user-signals --from raw", "  ", "Write the SELECT query"),
+        ("ingest user-signals --from missing_name", "SELECT * FROM source", "'missing_name' names no variable"),
+    ],
+)
+def test_ingest_cell_errors(ip, signals, line: str, body: str, message: str) -> None:
+    ip.user_ns["raw"] = NEW_ROWS
+
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic("raise", line, body)
+
+    assert signals.count() == 3
+
+
+def test_lookup_magic(ip, signals) -> None:
+    store = active.current_store()
+    group = store.create_feature_group("online-signals", keys="user_id", event_time="ts", online=True)
+    group.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "clicks": "int64"})
+    group.ingest({"user_id": [1, 2], "ts": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True), "clicks": [3, 4]})
+
+    result = ip.run_line_magic("raise", "lookup online-signals.clicks --key user_id=2,1,7").to_pandas()
+
+    assert result["clicks"].tolist()[:2] == [4, 3]
+    assert result["status"].tolist() == ["found", "found", "missing"]
+    with pytest.raises(UsageError, match="user_id is int64, and not every value is one"):
+        ip.run_line_magic("raise", "lookup online-signals.clicks --key user_id=1,x")
+    with pytest.raises(UsageError, match="Write each --key as NAME=V1,V2"):
+        ip.run_line_magic("raise", "lookup online-signals.clicks --key user_id")
+
+
+ALERT = """
+feature: user-signals.clicks
+metrics: [max]
+group_by: [date]
+condition: GREATER_THAN(8)
+notify: [log]
+schedule: daily
+"""
+
+
+def test_alert_cell_creates_the_alert(ip, signals) -> None:
+    alert = ip.run_cell_magic("raise", "alert many-clicks", ALERT)
+    again = ip.run_cell_magic("raise", "alert many-clicks", ALERT)
+
+    assert alert.state == "firing"
+    assert again.name == "many-clicks"
+    assert [a.name for a in active.current_store().list_alerts()] == ["many-clicks"]
+    assert alert.evaluate().firing == ["max[2024-01-02]"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("feature: user-signals.clicks\ncondition: ABOVE(3)", "Unknown condition 'above'"),
+        ("feature: user-signals.clicks\ncondition: '>= 3'", "'>=' has no alert condition"),
+        ("feature: user-signals.clicks\ncondition: GREATER_THAN(x)", "'x' in the condition"),
+        ("feature: user-signals.clicks\ncondition: 3", "Write the condition as GREATER_THAN"),
+        ("feature: clicks\ncondition: '> 3'", "must be GROUP.FEATURE"),
+        ("feature: user-signals.clicks", r"needs the keys \['condition'\]"),
+        ("feature: user-signals.clicks\ncondition: '> 3'\nthreshold: 3", r"unknown keys \['threshold'\]"),
+        ("- a\n- b", "must be a YAML mapping"),
+        ("feature: [unclosed", "is not valid YAML"),
+    ],
+)
+def test_alert_cell_errors(ip, signals, body: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic("raise", "alert bad", body)
+
+    assert active.current_store().list_alerts() == []
+
+
+def test_parse_condition_forms() -> None:
+    from raise_jupyter.conditions import Condition
+    from raise_jupyter.magic_cells import parse_condition
+
+    assert parse_condition("< 0.01") == Condition.LESS_THAN(0.01)
+    assert parse_condition("between(1, 5)") == Condition.BETWEEN(1, 5)
+    assert parse_condition("!= 0") == Condition.NOT_EQUALS(0)
+    assert parse_condition("CHANGED_BY(20)") == Condition.CHANGED_BY(20)
+
+
+def test_live_cell_aggregation_and_distribution(ip, signals) -> None:
+    daily = ip.run_cell_magic("raise", "live daily_clicks", "feature: user-signals.clicks\nmetrics: [sum]\ngroup_by: [date]\nrefresh: daily")
+    spread = ip.run_cell_magic("raise", "live click_spread", "feature: user-signals.clicks\nbins: 3")
+
+    assert daily.read().to_pandas()["sum"].tolist() == [6, 9]
+    assert spread.read().to_pandas()["count"].sum() == 3
+    with pytest.raises(UsageError, match="either metrics .* or bins"):
+        ip.run_cell_magic("raise", "live both", "feature: user-signals.clicks\nmetrics: [sum]\nbins: 3")
+
+
+def test_training_cell_with_variable_and_query_spines(ip, signals) -> None:
+    ip.user_ns["labels"] = pd.DataFrame({"user_id": [3, 1], "ts": pd.to_datetime(["2024-01-05", "2023-12-31"], utc=True)})
+    ip.user_ns["cutoff"] = 2
+
+    from_variable = ip.run_cell_magic("raise", "training -o from_variable", "spine: labels\nfeatures: [user-signals.clicks]")
+    from_query = ip.run_cell_magic(
+        "raise",
+        "training",
+        'spine: SELECT user_id, ts + INTERVAL 1 DAY AS ts FROM "user-signals" WHERE user_id <= {{cutoff}} ORDER BY user_id\n'
+        "features: user-signals.clicks",
+    )
+
+    assert ip.user_ns["from_variable"]["clicks"].tolist()[0] == 9
+    assert pd.isna(ip.user_ns["from_variable"]["clicks"].tolist()[1])
+    assert from_variable.to_pandas()["clicks"].tolist()[0] == 9
+    assert from_query.to_pandas()["clicks"].tolist() == [1, 5]
+    with pytest.raises(UsageError, match="spine 'nothing' names no variable"):
+        ip.run_cell_magic("raise", "training", "spine: nothing\nfeatures: [user-signals.clicks]")
+    with pytest.raises(UsageError, match="'x <<' does not apply to %%raise alert"):
+        ip.run_cell_magic("raise", "x << alert a", ALERT)

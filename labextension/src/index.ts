@@ -35,7 +35,7 @@ const sidebar: JupyterFrontEndPlugin<void> = {
 
 const language: JupyterFrontEndPlugin<void> = {
   id: 'raise-jupyter:cell-language',
-  description: 'SQL highlighting in %%raise cells and YAML in %%raise define cells.',
+  description: 'SQL highlighting in %%raise cells and YAML in %%raise define, alert, live and training cells.',
   autoStart: true,
   requires: [IEditorExtensionRegistry],
   activate: (app: JupyterFrontEnd, registry: IEditorExtensionRegistry) => {

@@ -1,6 +1,6 @@
 // SQL and YAML editing of %%raise cells. A notebook cell whose first line starts with %%raise
-// gets the SQL language (YAML after "%%raise define"). It takes precedence over the notebook's
-// Python, and every other cell stays Python.
+// gets the SQL language (YAML after "%%raise define", "alert", "live" and "training"). It takes
+// precedence over the notebook's Python, and every other cell stays Python.
 
 import { sql, PostgreSQL } from '@codemirror/lang-sql';
 import { yaml } from '@codemirror/lang-yaml';
@@ -15,7 +15,7 @@ export function modeOf(doc: Text | string): CellMode {
   if (!first.startsWith('%%raise')) {
     return null;
   }
-  return /^%%raise\s+define\b/.test(first) ? 'yaml' : 'sql';
+  return /^%%raise\s+(define|alert|live|training)\b/.test(first) ? 'yaml' : 'sql';
 }
 
 function languageFor(mode: CellMode): Extension {
