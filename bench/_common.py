@@ -58,6 +58,25 @@ def alternate(sides: list[str], repeat: int) -> list[str]:
     return sides if repeat % 2 == 0 else sides[::-1]
 
 
+def status_kib(field_name: str) -> int:
+    """Return a size field of ``/proc/self/status``, such as ``VmRSS`` or ``VmHWM``, in KiB (Linux only)."""
+    with open("/proc/self/status", encoding="utf-8") as status:
+        for line in status:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field_name} field")
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak RSS, VmHWM (Linux 4.0 and later); return False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
 def machine_description() -> dict[str, str]:
     cpu_model = "unknown"
     with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:

@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from _common import Timings, alternate, render_run_header, timed, verdict, write_section
+from _common import Timings, alternate, render_run_header, reset_peak_rss, status_kib, timed, verdict, write_section
 from deltalake import DeltaTable
 
 from raise_jupyter import FeatureStore, training
@@ -341,38 +341,20 @@ def measure(sides: Sides, repeats: int) -> Timings:
 # -- peak memory, one child process per side ---------------------------------------------------
 
 
-def _status_kib(field_name: str) -> int:
-    with open("/proc/self/status", encoding="utf-8") as status:
-        for line in status:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field_name} field")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the process's peak RSS, VmHWM (Linux 4.0 and later); return False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
-
-
 def _measure_phase(operation: Callable[[], object], keep: list[object]) -> dict[str, float]:
     """Run ``operation`` and return RSS before it and the peak RSS while it ran, in MiB.
 
     The result is appended to ``keep`` so that it still counts when the peak is read.
     """
     gc.collect()
-    reset = _reset_peak_rss()
-    before_kib = _status_kib("VmRSS")
+    reset = reset_peak_rss()
+    before_kib = status_kib("VmRSS")
     start = time.perf_counter()
     keep.append(operation())
     seconds = time.perf_counter() - start
     # Not getrusage's ru_maxrss: in a child process it never drops below the size of the parent
     # at fork time, which Linux carries across exec.
-    peak_kib = _status_kib("VmHWM")
+    peak_kib = status_kib("VmHWM")
     return {"before_mib": before_kib / 1024, "peak_mib": peak_kib / 1024, "seconds": seconds, "reset": reset}
 
 
