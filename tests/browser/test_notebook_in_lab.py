@@ -51,25 +51,25 @@ def test_flights_notebook_runs_in_lab(lab: Any, page: Any) -> None:
     open_notebook(page, lab, NOTEBOOK)
     sources = page.evaluate(_SOURCES)
 
-    shown = {}
+    widget_outputs = {}
     for index, source in enumerate(sources):
         first_line = source.splitlines()[0] if source else ""
         selector, name = WIDGET_CELLS.get(first_line, (None, None))
         run_cell(page, index, wait_for=selector)
         if name is not None:
-            shown[name] = cell(page, index).locator(".jp-OutputArea").last
+            widget_outputs[name] = cell(page, index).locator(".jp-OutputArea").last
 
     outputs = page.evaluate(_OUTPUTS)
     failed = [sources[i].splitlines()[0] for i, found in enumerate(outputs) if any(o["output_type"] == "error" for o in found)]
     assert failed == []
-    assert set(shown) == {name for _, name in WIDGET_CELLS.values()}
+    assert set(widget_outputs) == {name for _, name in WIDGET_CELLS.values()}
     ingest_streams = [o.get("text", "") for o in outputs[_index_of(sources, "planes_flown =")]]
     assert any("late-days is firing" in text for text in ingest_streams)
 
     folder = artifacts_dir()
     for theme in ("light", "dark"):
         set_theme(page, theme)
-        for name, locator in shown.items():
+        for name, locator in widget_outputs.items():
             locator.scroll_into_view_if_needed()
             assert screenshot(locator, folder, f"{name}-{theme}").stat().st_size > 5_000
     set_theme(page, "light")
