@@ -203,7 +203,7 @@ class FeastSide:
         return {"values": values}
 
     def lookups(self, repo: str, batches: str, warmup: int) -> dict[str, Any]:
-        """Time one ``get_online_features(...).to_dict()`` per key list; the request rows are built first."""
+        """Time one ``get_online_features(...).to_dict()`` per key list, with the request rows built before timing."""
         store = self.stores[repo]
         with open(batches, encoding="utf-8") as file:
             requests = [[{ENTITY: key} for key in batch] for batch in json.load(file)]
@@ -248,7 +248,7 @@ def handle(side: FeastSide, request: dict[str, Any]) -> dict[str, Any]:
         return side.lookups(**request)
     if op == "close":
         return side.close(**request)
-    raise ValueError(f"Unknown request op {op!r}")
+    raise ValueError(f"Unknown request op {op!r}. Expected versions, define, training, materialize, online_values, lookups, close or exit.")
 
 
 def serve(requests: TextIO, replies: TextIO) -> None:

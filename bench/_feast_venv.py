@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import IO, Any
 
 FEAST_VERSION = "0.67.0"
 FEAST_REQUIREMENT = f"feast[duckdb]=={FEAST_VERSION}"
-# Distributions that must not come in with Feast: the GPU stacks weigh gigabytes.
+# Distributions that must not come in with Feast, because GPU stacks weigh gigabytes.
 FORBIDDEN_DISTRIBUTIONS = {"torch", "tensorflow", "jax", "jaxlib", "triton"}
 FORBIDDEN_PREFIXES = ("nvidia-",)
 WORKER = Path(__file__).resolve().parent / "_feast_side.py"
@@ -53,7 +54,8 @@ def forbidden_in_resolution(python: Path) -> list[str]:
         raise RuntimeError(f"pip could not resolve {FEAST_REQUIREMENT} (exit code {completed.returncode}):\n{completed.stderr}")
 
     report = json.loads(completed.stdout)
-    names = sorted(item["metadata"]["name"].lower() for item in report["install"])
+    # Normalized as PEP 503 does, so that "nvidia_cublas" and "nvidia-cublas" compare alike.
+    names = sorted(re.sub(r"[-_.]+", "-", item["metadata"]["name"]).lower() for item in report["install"])
     print(f"pip would install {len(names)} distributions: {', '.join(names)}", file=sys.stderr)
     return [name for name in names if name in FORBIDDEN_DISTRIBUTIONS or name.startswith(FORBIDDEN_PREFIXES)]
 
@@ -94,7 +96,7 @@ def ensure_feast_venv(venv: Path) -> Path:
 
 
 class FeastWorker:
-    """The child process that runs Feast's side: one JSON request and one JSON reply per line."""
+    """The child process that runs Feast's side, with one JSON request and one JSON reply per line."""
 
     def __init__(self, python: Path, log_path: Path) -> None:
         self.log_path = log_path

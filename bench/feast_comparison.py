@@ -480,8 +480,8 @@ def _render_semantics(facts: RunFacts) -> list[str]:
         "feature row with the same user id and the greatest event time at or before the spine row's "
         "timestamp. Feast's join compares `feature ts <= spine ts`, so a feature row at exactly the spine "
         "time counts on both sides, and the data needed no alignment beyond having no ties. Where impressions "
-        "is 0 or no row matches, Raise returns a null `ctr` and Feast's pandas function NaN in training data "
-        "(None online), and the check treats both as missing.",
+        "is 0 or no row matches, Raise returns a null `ctr`, while Feast returns NaN in training data and None "
+        "online. The check treats both as missing.",
         "",
         "A check before timing runs every step once on both sides. It requires the same spine rows, equal "
         f"`clicks` and `impressions`, `ctr` within {CTR_TOLERANCE:g}, and missing values in the same rows, "
@@ -689,7 +689,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--feast-venv",
         type=Path,
         default=None,
-        help=f"venv with {FEAST_REQUIREMENT}, created and installed when missing (default: {default_venv()})",
+        help=f"venv with {FEAST_REQUIREMENT}, created and filled with pip when it lacks that version (default: {default_venv()})",
     )
     parser.add_argument(
         "--output", type=Path, default=None, help="Markdown file whose benchmark section is replaced (default: print only)"
@@ -723,7 +723,7 @@ def write_inputs(args: argparse.Namespace, workdir: Path, rng: np.random.Generat
 
 
 def run(args: argparse.Namespace, command: str, python: Path) -> tuple[RunFacts, dict[str, Timings], dict[str, dict[str, tuple[float, float]]]]:
-    """Generate the data, start the Feast worker, and run the check, the repeats and the lookups."""
+    """Generate the data, start the Feast worker, and run the check, the repeats, the lookups and the memory runs."""
     started = time.perf_counter()
     rng = np.random.default_rng(SEED)
     with tempfile.TemporaryDirectory(prefix="raise-feast-bench-", dir=args.tmp_dir) as tmp:
