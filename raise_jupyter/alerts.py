@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from raise_jupyter import analytics, names, notify, scheduler
+from raise_jupyter import access, analytics, audit, names, notify, scheduler
+from raise_jupyter.access import guarded
 from raise_jupyter.analysis import Aggregation, analysis_from_spec, check_analysis
 from raise_jupyter.conditions import Condition, check_condition, condition_from_spec
 from raise_jupyter.engine import tables
@@ -128,16 +129,19 @@ class Alert:
     def paused(self) -> bool:
         return bool(self._row().paused)
 
+    @guarded(access.EVALUATE, kind="alert")
     def evaluate(self) -> Evaluation:
         """Evaluate the alert now, record the result and queue notifications on a state change."""
         self._row()  # raises with the alert's name if it was deleted
         return evaluate(self._store, self._id)
 
+    @guarded(access.UPDATE, kind="alert")
     def pause(self) -> Alert:
         """Stop scheduled and on-ingest evaluations until ``resume()``."""
         self._set_paused(True)
         return self
 
+    @guarded(access.UPDATE, kind="alert")
     def resume(self) -> Alert:
         """Evaluate on schedule and after ingests again."""
         self._set_paused(False)
@@ -150,6 +154,7 @@ class Alert:
             )
             scheduler.set_paused(conn, KIND, self._id, paused)
 
+    @guarded(access.DELETE, kind="alert")
     def delete(self) -> None:
         """Delete the alert, its history and its schedule; queued notifications are still sent."""
         with self._store._catalog.write() as conn:
@@ -157,6 +162,7 @@ class Alert:
             conn.execute(tables.alerts.delete().where(tables.alerts.c.id == self._id))
         logger.info("Deleted alert %d", self._id)
 
+    @guarded(access.READ, kind="alert")
     def history(self) -> pandas.DataFrame:
         """Return the evaluations, newest first: time, state, previous state, values, message."""
         import pandas as pd
@@ -251,18 +257,20 @@ def _save(store: FeatureStore, name: str, values: dict[str, Any], *, replace: bo
         if row is not None:
             changed = [key for key, value in values.items() if getattr(row, key) != value]
             if not changed:
+                audit.unchanged()
                 return int(row.id), False
             if not replace:
                 raise ConflictError(
                     f"Alert {name!r} exists with a different {', '.join(changed)}; pass replace=True to "
                     "redefine it, or choose another name."
                 )
-            conn.execute(alerts.update().where(alerts.c.id == row.id).values(**values, updated_at=now))
+            conn.execute(alerts.update().where(alerts.c.id == row.id).values(**values, defined_by=store.user, updated_at=now))
             alert_id = int(row.id)
         else:
             result = conn.execute(
                 alerts.insert().values(
-                    namespace=store.namespace, name=name, paused=False, created_at=now, updated_at=now, **values
+                    namespace=store.namespace, name=name, paused=False, defined_by=store.user, created_at=now,
+                    updated_at=now, **values
                 )
             )
             alert_id = int(result.inserted_primary_key[0])
@@ -425,6 +433,11 @@ def _apply(
             )
         )
         _prune_history(conn, alert_id)
+        if previous != state:
+            audit.record(
+                store._actor, action="alert_state", kind=KIND, name=row.name, namespace=row.namespace, outcome="ok",
+                detail={"from": previous, "to": state, "version": version}, conn=conn,
+            )
         notified = _notifies(previous, state)
         log_ids: list[int] = []
         if notified:
@@ -534,11 +547,12 @@ def run_task(root: Path, target_id: int, due_at: dt.datetime | None) -> None:
     """Scheduler handler: evaluate alert ``target_id`` of the store at ``root``."""
     from raise_jupyter.store import FeatureStore
 
+    alerts = tables.alerts
     with _store_catalog(root).read() as conn:
-        namespace = conn.execute(sa.select(tables.alerts.c.namespace).where(tables.alerts.c.id == target_id)).scalar()
-    if namespace is None:
+        row = conn.execute(sa.select(alerts.c.namespace, alerts.c.defined_by).where(alerts.c.id == target_id)).first()
+    if row is None:
         raise NotFoundError(f"Alert id {target_id} no longer exists.")
-    evaluate(FeatureStore(namespace, root=root), target_id)
+    evaluate(FeatureStore._for_scheduler(row.namespace, root, row.defined_by), target_id)
 
 
 def _store_catalog(root: Path) -> Any:

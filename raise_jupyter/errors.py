@@ -11,6 +11,7 @@ __all__ = [
     "DefinitionError",
     "IngestError",
     "NotFoundError",
+    "PermissionDenied",
     "QueryError",
     "RaiseError",
     "RaiseWarning",
@@ -48,3 +49,7 @@ class RaiseWarning(UserWarning):
 
 class QueryError(RaiseError, RuntimeError):
     """A query that DuckDB could not run, such as a derived feature failing on stored values."""
+
+
+class PermissionDenied(RaiseError, PermissionError):
+    """An operation that the acting user's roles do not allow; nothing was changed."""

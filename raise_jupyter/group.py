@@ -20,7 +20,8 @@ import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
-from raise_jupyter import definitions, names
+from raise_jupyter import access, audit, definitions, names
+from raise_jupyter.access import guarded
 from raise_jupyter.dtypes import infer_dtype
 from raise_jupyter.engine import conform, expressions, offline, reader, sortkey, sources, tables
 from raise_jupyter.engine.catalog import FeatureRecord, GroupRecord
@@ -105,25 +106,30 @@ class FeatureGroup:
         return record
 
     @property
+    @guarded(access.READ, kind="feature_group")
     def keys(self) -> list[str] | None:
         """Entity key columns, or None if not set."""
         keys = self._record().keys
         return list(keys) if keys is not None else None
 
     @property
+    @guarded(access.READ, kind="feature_group")
     def event_time(self) -> str | None:
         """Column holding each row's event time, or None for a snapshot group."""
         return self._record().event_time
 
     @property
+    @guarded(access.READ, kind="feature_group")
     def description(self) -> str | None:
         return self._record().description
 
     @property
+    @guarded(access.READ, kind="feature_group")
     def ttl(self) -> dt.timedelta | None:
         """How long a row's values stay valid after its event time; None is forever."""
         return self._record().ttl
 
+    @guarded(access.UPDATE, kind="feature_group")
     def set_ttl(self, ttl: dt.timedelta | float | None) -> FeatureGroup:
         """Set the time to live (a timedelta or seconds); it applies to all data, old and new."""
         ttl_us = names.normalize_ttl(ttl)
@@ -137,16 +143,19 @@ class FeatureGroup:
         return self
 
     @property
+    @guarded(access.READ, kind="feature_group")
     def tags(self) -> dict[str, str]:
         return self._record().tags
 
     @property
+    @guarded(access.READ, kind="feature_group")
     def features(self) -> list[Feature]:
         """All features (stored and derived), in definition order."""
         _, records = self._load()
         return [definitions.feature_of(r, self.name) for r in records]
 
     @property
+    @guarded(access.READ, kind="feature_group")
     def schema(self) -> dict[str, str]:
         """Column name to dtype, as reads return them: keys, event time, stored, then derived."""
         record, records = self._load()
@@ -154,6 +163,7 @@ class FeatureGroup:
         return {name: layout.dtype(name).name for name in layout.names}
 
     @property
+    @guarded(access.READ, kind="feature_group")
     def version(self) -> int:
         """Current table version.
 
@@ -197,6 +207,7 @@ class FeatureGroup:
 
         return GroupPanel(self)
 
+    @guarded(access.READ, kind="feature_group")
     def feature(self, name: str) -> Feature:
         """Return the feature ``name``; raise NotFoundError with a suggestion if it is missing."""
         features = self.features
@@ -237,6 +248,7 @@ class FeatureGroup:
             }
             changes = {k: v for k, v in requested.items() if v is not None and v != current[k]}
             if not changes:
+                audit.unchanged()
                 return
 
             conflicts = {k: v for k, v in changes.items() if current[k] is not None}
@@ -264,6 +276,7 @@ class FeatureGroup:
             raise DefinitionError(f"Column {event_time!r} cannot be both a key and the event time.")
         definitions.validate_group(keys or (), event_time, [definitions.definition_of(f) for f in features])
 
+    @guarded(access.UPDATE, kind="feature_group")
     def set_keys(self, *keys: str) -> FeatureGroup:
         """Set the entity key columns; allowed until the group has data.
 
@@ -278,6 +291,7 @@ class FeatureGroup:
         self._apply_group_definition(keys=normalized, event_time=None, description=None, tags=None, replace=True)
         return self
 
+    @guarded(access.UPDATE, kind="feature_group")
     def set_event_time(self, column: str) -> FeatureGroup:
         """Set the event time column; allowed until the group has data."""
         column = names.validate_feature_name(column)
@@ -306,6 +320,7 @@ class FeatureGroup:
             current = self._catalog.list_features(conn, self._id)
             plan = definitions.plan_changes(record, current, specs, replace=replace, has_data=has_data)
             if plan.is_empty:
+                audit.unchanged()
                 return self._pick(plan, specs)
 
             # The Delta columns are added inside the catalog transaction, so a failure here
@@ -344,6 +359,7 @@ class FeatureGroup:
         logger.info(
             "Defined features of %s: %d created, %d updated", self.name, len(plan.inserts), len(plan.updates)
         )
+        audit.note(created=[d.name for d in plan.inserts], updated=[d.name for _, d in plan.updates])
         return self._pick(plan, specs)
 
     def _pick(self, plan: definitions.Plan, specs: list[FeatureSpec]) -> list[Feature]:
@@ -369,6 +385,7 @@ class FeatureGroup:
         version = offline.add_columns(self._path, fields) if fields else offline.latest_version(self._path)
         return columns, version
 
+    @guarded(access.DEFINE, kind="feature_group")
     def create_feature(
         self,
         name: str,
@@ -405,6 +422,7 @@ class FeatureGroup:
         spec = make_spec(name, dtype, derived_from=derived_from, description=description, tags=tags)
         return self._define([spec], replace=replace)[0]
 
+    @guarded(access.DEFINE, kind="feature_group")
     def create_features_from_schema(
         self, schema: Mapping[str, str | Mapping[str, Any]], *, replace: bool = False
     ) -> list[Feature]:
@@ -416,6 +434,7 @@ class FeatureGroup:
         """
         return self._define(specs_from_schema(schema), replace=replace)
 
+    @guarded(access.DEFINE, kind="feature_group")
     def create_features_from_file(self, path: str | os.PathLike[str], *, replace: bool = False) -> list[Feature]:
         """Create features from a YAML or JSON file.
 
@@ -425,10 +444,12 @@ class FeatureGroup:
         """
         return self._define(read_spec_file(path), replace=replace)
 
+    @guarded(access.DEFINE, kind="feature_group")
     def create_features(self, specs: Sequence[Mapping[str, Any]], *, replace: bool = False) -> list[Feature]:
         """Create features from a list of dicts with ``name``, ``dtype`` and optional fields."""
         return self._define(specs_from_list(specs), replace=replace)
 
+    @guarded(access.UPDATE, kind="feature", name=lambda self, a: f"{self.name}.{a['name']}")
     def update_feature(
         self,
         name: str,
@@ -453,6 +474,7 @@ class FeatureGroup:
         )
         return self._define([spec], replace=True)[0]
 
+    @guarded(access.DELETE, kind="feature", name=lambda self, a: f"{self.name}.{a['name']}")
     def delete_feature(self, name: str) -> None:
         """Delete a feature from the group's definition.
 
@@ -484,6 +506,7 @@ class FeatureGroup:
 
     # -- ingest -----------------------------------------------------------------------------
 
+    @guarded(access.INGEST, kind="feature_group")
     def ingest(self, data: Any, *, mode: str = "append") -> IngestResult:
         """Append rows to the group's table in one commit; on any error nothing is written.
 
@@ -546,6 +569,7 @@ class FeatureGroup:
         if record.online:
             self._write_online(record, layout, conformed, batch, version)
         logger.info("Ingested %d rows into %s (version %d)", table.num_rows, self.name, version)
+        audit.note(rows=table.num_rows, version=version, mode=mode)
         self._evaluate_alerts()
         return IngestResult(self.name, table.num_rows, version, [f.name for f in inferred])
 
@@ -659,10 +683,12 @@ class FeatureGroup:
     # -- online -----------------------------------------------------------------------------
 
     @property
+    @guarded(access.READ, kind="feature_group")
     def online(self) -> bool:
         """Whether ingests also write each key's latest values to the online store."""
         return self._record().online
 
+    @guarded(access.UPDATE, kind="feature_group")
     def enable_online(self) -> FeatureGroup:
         """Keep each key's latest values in the online store from the next ingest on.
 
@@ -673,6 +699,7 @@ class FeatureGroup:
             self._catalog.update_group(conn, self._id, online=True)
         return self
 
+    @guarded(access.UPDATE, kind="feature_group")
     def disable_online(self) -> FeatureGroup:
         """Stop writing to the online store and drop this group's online values."""
         from raise_jupyter import online
@@ -682,6 +709,7 @@ class FeatureGroup:
         online.online_store(self._store.root).drop(self._id)
         return self
 
+    @guarded(access.MATERIALIZE, kind="feature_group")
     def materialize(
         self, start: dt.datetime | str | None = None, end: dt.datetime | str | None = None
     ) -> int:
@@ -850,6 +878,7 @@ class FeatureGroup:
         sql, _, version = self._select_sql(None, None, None)
         return sql, version
 
+    @guarded(access.READ, kind="feature_group")
     def to_arrow(
         self,
         columns: str | Sequence[str] | None = None,
@@ -879,6 +908,7 @@ class FeatureGroup:
             return schema.empty_table()
         return self._read(sql, schema, version)
 
+    @guarded(access.READ, kind="feature_group")
     def to_pandas(
         self,
         columns: str | Sequence[str] | None = None,
@@ -889,6 +919,7 @@ class FeatureGroup:
         """Read the group into a pandas DataFrame; see ``to_arrow`` for the parameters."""
         return self.to_arrow(columns, where=where, as_of=as_of).to_pandas()
 
+    @guarded(access.READ, kind="feature_group")
     def to_polars(
         self,
         columns: str | Sequence[str] | None = None,
@@ -903,6 +934,7 @@ class FeatureGroup:
             raise ImportError("to_polars() needs polars: pip install polars") from None
         return pl.from_arrow(self.to_arrow(columns, where=where, as_of=as_of))
 
+    @guarded(access.READ, kind="feature_group")
     def count(self, *, as_of: int | str | dt.datetime | None = None) -> int:
         """Return the number of rows (of a table version with ``as_of``)."""
         sql, _, version = self._select_sql((), None, as_of)
@@ -911,6 +943,7 @@ class FeatureGroup:
 
     # -- analytics --------------------------------------------------------------------------
 
+    @guarded(access.READ, kind="feature_group")
     def profile(self, *, as_of: int | str | dt.datetime | None = None) -> GroupProfile:
         """Summarize every feature: null rate, min, max, mean and a small histogram.
 
@@ -926,6 +959,7 @@ class FeatureGroup:
         return profile_group(self, as_of=as_of)
 
 
+    @guarded(access.READ, kind="feature_group")
     def analyze(self, analysis: Aggregation | Distribution, *, as_of: int | str | dt.datetime | None = None) -> AnalysisResult:
         """Compute an Aggregation or a Distribution of one feature over the group's rows.
 
@@ -951,6 +985,7 @@ class FeatureGroup:
 
         return analytics.analyze(self, analysis, as_of=as_of)
 
+    @guarded(access.DEFINE, kind="live_table", name="name")
     def create_live_table(
         self, name: str, analysis: Aggregation | Distribution, refresh: Any = "hourly", *, replace: bool = False
     ) -> LiveTable:
@@ -982,6 +1017,7 @@ class FeatureGroup:
 
         return live.create_live_table(self, name, analysis, refresh_schedule=refresh, replace=replace)
 
+    @guarded(access.READ, kind="feature_group")
     def history(self) -> pandas.DataFrame:
         """Return the table's versions, newest first.
 
@@ -1008,6 +1044,7 @@ class FeatureGroup:
         frame = pd.DataFrame(rows, columns=["version", "timestamp", "operation", "rows_added", "batch"])
         return frame.astype({"version": "int64", "rows_added": "Int64", "batch": "Int64"})
 
+    @guarded(access.COMPACT, kind="feature_group")
     def compact(self, *, retention: dt.timedelta = DEFAULT_RETENTION) -> dict[str, int]:
         """Merge small files, then delete files no version has referenced for ``retention``.
 

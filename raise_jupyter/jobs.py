@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from raise_jupyter import definitions, names, scheduler
+from raise_jupyter import access, audit, definitions, names, scheduler
+from raise_jupyter.access import guarded
 from raise_jupyter.dtypes import infer_dtype
 from raise_jupyter.engine import expressions, offline, reader, tables
 from raise_jupyter.engine.catalog import as_utc, utcnow
@@ -211,6 +212,7 @@ class JobRun:
         self._done.wait(timeout)
         return self
 
+    @guarded(access.CANCEL_JOB, kind=KIND, name=lambda self, _: self.job_name)
     def cancel(self) -> JobRun:
         """Ask the run to stop before its next batch; the target stays as it was."""
         self._cancel.set()
@@ -271,6 +273,7 @@ class Job:
             return self._transform
         return transform_from_spec(self._row().transform)
 
+    @guarded(access.RUN_JOB, kind=KIND)
     def run(self, *, full: bool = False) -> JobRun:
         """Start a run in a background thread of this process and return it at once.
 
@@ -289,6 +292,7 @@ class Job:
         run._thread.start()
         return run
 
+    @guarded(access.READ, kind=KIND)
     def runs(self) -> pandas.DataFrame:
         """Return the run history, newest first."""
         import pandas as pd
@@ -312,6 +316,7 @@ class Job:
             }
         )
 
+    @guarded(access.DELETE, kind=KIND)
     def delete(self) -> None:
         """Delete the job, its run history and its schedule; the target group stays."""
         with self._store._catalog.write() as conn:
@@ -393,16 +398,19 @@ def _save(store: FeatureStore, name: str, values: dict[str, Any], *, replace: bo
         if row is not None:
             changed = [key for key, value in values.items() if getattr(row, key) != value]
             if not changed:
+                audit.unchanged()
                 return int(row.id)
             if not replace:
                 raise ConflictError(
                     f"Job {name!r} exists with a different {', '.join(changed)}; pass replace=True to redefine it, "
                     "or choose another name."
                 )
-            conn.execute(jobs.update().where(jobs.c.id == row.id).values(**values, updated_at=now))
+            conn.execute(jobs.update().where(jobs.c.id == row.id).values(**values, defined_by=store.user, updated_at=now))
             job_id = int(row.id)
         else:
-            result = conn.execute(jobs.insert().values(namespace=store.namespace, name=name, created_at=now, updated_at=now, **values))
+            result = conn.execute(
+                jobs.insert().values(namespace=store.namespace, name=name, defined_by=store.user, created_at=now, updated_at=now, **values)
+            )
             job_id = int(result.inserted_primary_key[0])
         if values["schedule"] is None:
             scheduler.remove_task(conn, KIND, job_id)
@@ -572,6 +580,10 @@ def _start_run(store: FeatureStore, job_id: int, job_name: str, *, mode: str, du
             )
         )
         run_id = int(result.inserted_primary_key[0])
+        audit.record(
+            store._actor, action=access.RUN_JOB.action, kind=KIND, name=job_name, namespace=store.namespace, outcome="ok",
+            detail={"run": run_id, "event": "start", "mode": mode}, conn=conn,
+        )
     run = JobRun(store, run_id, job_name)
     with _runs_lock:
         _active_runs[run_id] = run
@@ -650,6 +662,11 @@ def _finish(store: FeatureStore, run: JobRun, status: str, *, positions: dict[st
                 rows_total=state.rows_total, device=state.device, error=error,
                 target_version=state.target_version, source_positions=positions,
             )
+        )
+        audit.record(
+            store._actor, action=access.RUN_JOB.action, kind=KIND, name=run.job_name, namespace=store.namespace,
+            outcome="failed" if status == "failed" else "ok",
+            detail={"run": run.id, "event": "end", "status": status, "rows": state.rows_done}, conn=conn,
         )
     logger.info("Run %d of job %s %s: %s", run.id, run.job_name, status, run.progress)
 
@@ -814,7 +831,8 @@ def run_task(root: Path, target_id: int, due_at: dt.datetime | None) -> None:
         row = conn.execute(sa.select(tables.jobs).where(tables.jobs.c.id == target_id)).first()
     if row is None:
         raise NotFoundError(f"Job id {target_id} no longer exists.")
-    store = FeatureStore(row.namespace, root=root)
+    store = FeatureStore._for_scheduler(row.namespace, root, row.defined_by)
+    access.check(store._actor, access.RUN_JOB, path=row.namespace, kind=KIND, name=row.name)
     plan = _plan(store, row, None)
     run = _start_run(store, target_id, row.name, mode="incremental", due_at=due_at)
     _execute(store, run, plan, False)

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from raise_jupyter import analytics, names, scheduler
+from raise_jupyter import access, analytics, audit, names, scheduler
+from raise_jupyter.access import guarded
 from raise_jupyter.analysis import Analysis, analysis_from_spec, check_analysis
 from raise_jupyter.engine import tables
 from raise_jupyter.engine.catalog import as_utc, utcnow
@@ -73,11 +74,13 @@ class LiveTable:
         """Time of the last successful refresh (UTC), None before the first."""
         return as_utc(self._row().refreshed_at)
 
+    @guarded(access.REFRESH, kind=KIND)
     def refresh(self) -> LiveTable:
         """Recompute the table now and replace the stored result atomically."""
         refresh(self._store, self._id, due_at=None)
         return self
 
+    @guarded(access.READ, kind=KIND)
     def read(self) -> QueryResult:
         """Return the stored result (empty before the first refresh or without data)."""
         try:
@@ -86,9 +89,11 @@ class LiveTable:
             # A refresh replaced the file between reading the row and opening the file.
             return QueryResult(read_table(self._store.root, self._row()))
 
+    @guarded(access.READ, kind=KIND)
     def to_pandas(self) -> pandas.DataFrame:
         return self.read().to_pandas()
 
+    @guarded(access.READ, kind=KIND)
     def history(self) -> pandas.DataFrame:
         """Return the refreshes, newest first: start, end, status, rows, due time and error."""
         import pandas as pd
@@ -108,6 +113,7 @@ class LiveTable:
             }
         )
 
+    @guarded(access.DELETE, kind=KIND)
     def delete(self) -> None:
         """Delete the live table, its schedule and its files."""
         with self._store._catalog.write() as conn:
@@ -161,17 +167,20 @@ def _save(store: FeatureStore, name: str, values: dict[str, Any], *, replace: bo
         if row is not None:
             changed = [key for key, value in values.items() if getattr(row, key) != value]
             if not changed:
+                audit.unchanged()
                 return int(row.id), row.current_path is None
             if not replace:
                 raise ConflictError(
                     f"Live table {name!r} exists with a different {', '.join(changed)}; pass replace=True to "
                     "redefine it, or choose another name."
                 )
-            conn.execute(live.update().where(live.c.id == row.id).values(**values, updated_at=now))
+            conn.execute(live.update().where(live.c.id == row.id).values(**values, defined_by=store.user, updated_at=now))
             table_id = int(row.id)
         else:
             result = conn.execute(
-                live.insert().values(namespace=store.namespace, name=name, created_at=now, updated_at=now, **values)
+                live.insert().values(
+                    namespace=store.namespace, name=name, defined_by=store.user, created_at=now, updated_at=now, **values
+                )
             )
             table_id = int(result.inserted_primary_key[0])
         scheduler.ensure_task(conn, KIND, table_id, values["refresh"])
@@ -232,6 +241,7 @@ def refresh(store: FeatureStore, table_id: int, *, due_at: dt.datetime | None) -
             )
             _finish_refresh(conn, refresh_id, status="succeeded", rows=table.num_rows, path=relative, version=result.version)
     _remove_files(store.root, table_id, keep=_recent_paths(store, table_id))
+    audit.note(rows=table.num_rows, version=result.version, superseded=superseded)
     if superseded:
         logger.info("Dropped refresh of live table %s from version %d; version %d is newer", row.name, result.version, current)
     else:
@@ -327,11 +337,14 @@ def run_task(root: Path, target_id: int, due_at: dt.datetime | None) -> None:
     """Scheduler handler: refresh live table ``target_id`` of the store at ``root``."""
     from raise_jupyter.store import FeatureStore, open_catalog
 
+    live = tables.live_tables
     with open_catalog(root).read() as conn:
-        namespace = conn.execute(sa.select(tables.live_tables.c.namespace).where(tables.live_tables.c.id == target_id)).scalar()
-    if namespace is None:
+        row = conn.execute(sa.select(live.c.namespace, live.c.name, live.c.defined_by).where(live.c.id == target_id)).first()
+    if row is None:
         raise NotFoundError(f"Live table id {target_id} no longer exists.")
-    refresh(FeatureStore(namespace, root=root), target_id, due_at=due_at)
+    store = FeatureStore._for_scheduler(row.namespace, root, row.defined_by)
+    with access.guard(store._actor, access.REFRESH, path=row.namespace, kind=KIND, name=row.name):
+        refresh(store, target_id, due_at=due_at)
 
 
 scheduler.register_handler(KIND, run_task)

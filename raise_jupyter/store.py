@@ -14,7 +14,8 @@ from pathlib import Path
 import duckdb
 import sqlalchemy as sa
 
-from raise_jupyter import names
+from raise_jupyter import access, audit, names
+from raise_jupyter.access import guarded
 from raise_jupyter.config import setting
 from raise_jupyter.engine import offline
 from raise_jupyter.engine.catalog import Catalog, GroupRecord
@@ -123,6 +124,10 @@ class FeatureStore:
         ``-`` and ``_``).
     root
         Store root directory; defaults to ``$RAISE_HOME``, else ``~/.raise``.
+    user
+        The user this store object acts as; defaults to ``$RAISE_USER``, else the
+        operating-system user. Every operation checks this user's role on the namespace (see
+        ``grant``). Locally the name is taken on trust; the HTTP server takes it from a token.
 
     Examples
     --------
@@ -130,13 +135,25 @@ class FeatureStore:
     >>> group = fs.create_feature_group("user-signals", keys="user_id", event_time="ts")  # doctest: +SKIP
     """
 
-    def __init__(self, namespace: str, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, namespace: str, root: str | os.PathLike[str] | None = None, *, user: str | None = None) -> None:
         self.namespace = names.validate_namespace(namespace)
         self.root = resolve_root(root)
         self._catalog = open_catalog(self.root)
+        self.user = access.resolve_user(user)
+        self._actor = access.Actor(self.user, self._catalog)
+
+    @classmethod
+    def _for_scheduler(cls, namespace: str, root: Path, defined_by: str | None) -> FeatureStore:
+        """Return the store a scheduled run acts in: as the user who defined the work, checked like them.
+
+        Work defined before users were recorded (``defined_by`` is None) runs as the local user.
+        """
+        store = cls(namespace, root=root, user=defined_by)
+        store._actor = access.Actor(store.user, store._catalog, via="scheduler")
+        return store
 
     def __repr__(self) -> str:
-        return f"FeatureStore({self.namespace!r}, root={str(self.root)!r})"
+        return f"FeatureStore({self.namespace!r}, root={str(self.root)!r}, user={self.user!r})"
 
     def _repr_html_(self) -> str:
         import html
@@ -173,8 +190,118 @@ class FeatureStore:
 
         return AlertEditor(self, alert=name, group=group, feature=feature)
 
+    # -- access control and the audit log ----------------------------------------------------
+
+    def _path(self, path: str | None) -> str:
+        return self.namespace if path is None else access.normalize_path(path)
+
+    def grant(self, user: str, role: str, *, path: str | None = None) -> None:
+        """Give ``user`` a role on a namespace path and every path below it.
+
+        Parameters
+        ----------
+        user
+            The user name, as ``FeatureStore(user=...)``, ``$RAISE_USER`` or a token gives it.
+        role
+            ``"viewer"`` (read data and definitions), ``"editor"`` (also define, ingest, run jobs
+            and manage alerts and live tables) or ``"owner"`` (also grant, revoke and delete
+            feature groups).
+        path
+            Namespace path such as ``"acme/ml"``; ``""`` is the whole store. Defaults to this
+            store's namespace.
+
+        Notes
+        -----
+        Granting needs the owner role on the path or a path above it. In a store without
+        grants, where everyone may do everything, the first grant also makes the granting user
+        owner of the whole store.
+
+        Examples
+        --------
+        >>> fs.grant("alice", "editor", path="acme/ml")  # doctest: +SKIP
+        """
+        if access.grant(self._actor, user, role, self._path(path)):
+            logger.info("Granted %s on %r to %s", role, self._path(path), user)
+
+    def revoke(self, user: str, role: str | None = None, *, path: str | None = None) -> None:
+        """Remove the grants of ``user`` on exactly ``path`` (one role, or every role with None).
+
+        Grants on other paths, such as a path above, stay; ``permissions()`` lists them.
+        """
+        count = access.revoke(self._actor, user, role, self._path(path))
+        logger.info("Revoked %d grants of %s on %r", count, user, self._path(path))
+
+    def permissions(self, path: str | None = None) -> Any:
+        """Return the grants on ``path``, on the paths above it and below it, as a DataFrame.
+
+        Columns: ``user``, ``role``, ``path``, ``granted_by`` and ``granted_at``. Defaults to
+        this store's namespace; ``""`` lists every grant of the store.
+        """
+        import pandas as pd
+
+        from raise_jupyter.engine.catalog import as_utc
+
+        path = self._path(path)
+        access.check(self._actor, access.READ, path=path, kind="namespace", name=path)
+        related = [g for g in access.load_grants(self._catalog) if access.covers(g.path, path) or access.covers(path, g.path)]
+        return pd.DataFrame(
+            {
+                "user": [g.user for g in related],
+                "role": [g.role for g in related],
+                "path": [g.path for g in related],
+                "granted_by": [g.granted_by for g in related],
+                "granted_at": [as_utc(g.granted_at) for g in related],
+            },
+            columns=["user", "role", "path", "granted_by", "granted_at"],
+        )
+
+    def audit_log(
+        self, since: Any = None, user: str | None = None, action: str | None = None, *, path: str | None = None
+    ) -> Any:
+        """Return the audit log of this namespace and the namespaces below it, oldest first.
+
+        Reading it needs the owner role on the path. Columns: ``at`` (UTC), ``user``,
+        ``action``, ``object_kind``, ``object``, ``namespace``, ``outcome`` (``ok``, ``denied``
+        or ``failed``) and ``detail``.
+
+        Parameters
+        ----------
+        since
+            Only entries at or after this time (a datetime, date or ISO 8601 string; naive is UTC).
+        user, action
+            Only the entries of this user, or of this action (such as ``"ingest"``).
+        path
+            Namespace path to read instead of this store's namespace; ``""`` is the whole store,
+            with token entries.
+        """
+        path = self._path(path)
+        access.check(self._actor, access.READ_AUDIT_LOG, path=path, kind="namespace", name=path)
+        return audit.read_log(self._actor, path=path, since=since, user=user, action=action)
+
+    def create_token(self, user: str) -> Any:
+        """Create a bearer token for ``user`` and return it; its secret ``.token`` is shown only now.
+
+        Needs the owner role on the whole store, or a store without grants.
+        """
+        from raise_jupyter import tokens
+
+        return tokens.create_token(self._actor, user)
+
+    def list_tokens(self) -> Any:
+        """Return every token of the store, without secrets, as a DataFrame."""
+        from raise_jupyter import tokens
+
+        return tokens.list_tokens(self._actor)
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke the token with id ``token_id``."""
+        from raise_jupyter import tokens
+
+        tokens.revoke_token(self._actor, token_id)
+
     # -- feature groups ---------------------------------------------------------------------
 
+    @guarded(access.DEFINE, kind="feature_group", name="name")
     def create_feature_group(
         self,
         name: str,
@@ -231,6 +358,7 @@ class FeatureStore:
                 raise ConflictError(f"{name!r} is a live table of this namespace; give the feature group another name.")
             created = self._insert_group(name, keys_list, event_time, description, tag_map or {}, ttl_us, online)
             if created is not None:
+                audit.note(created=True)
                 logger.info("Created feature group %s/%s", self.namespace, name)
                 return FeatureGroup(self, created)
             with self._catalog.read() as conn:
@@ -261,7 +389,7 @@ class FeatureStore:
         offline.create_table(self.root / relative)
         try:
             with self._catalog.write() as conn:
-                return self._catalog.insert_group(
+                record = self._catalog.insert_group(
                     conn,
                     namespace=self.namespace,
                     name=name,
@@ -273,6 +401,8 @@ class FeatureStore:
                     ttl_us=ttl_us,
                     online=online,
                 )
+                access.claim_namespace(conn, self._actor, self.namespace)
+                return record
         except sa.exc.IntegrityError:
             # Another process created the group first; drop this table and use theirs.
             offline.delete_table(self.root / relative, self.root / "trash")
@@ -303,6 +433,7 @@ class FeatureStore:
             raise NotFoundError(f"The feature group of {owner} (id {group_id}) was deleted.")
         return str(name)
 
+    @guarded(access.READ, kind="feature_group", name="name")
     def get_feature_group(self, name: str) -> FeatureGroup:
         """Return the feature group ``name``; raise NotFoundError listing the existing ones."""
         names.validate_group_name(name)
@@ -321,6 +452,7 @@ class FeatureStore:
     def __getitem__(self, name: str) -> FeatureGroup:
         return self.get_feature_group(name)
 
+    @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
     def list_feature_groups(self) -> list[FeatureGroup]:
         """Return the feature groups of this namespace, sorted by name."""
         with self._catalog.read() as conn:
@@ -343,6 +475,7 @@ class FeatureStore:
             scheduler.remove_task(conn, "live_table", int(live_id))
         return [int(i) for i in live_ids]
 
+    @guarded(access.DELETE_GROUP, kind="feature_group", name="name")
     def delete_feature_group(self, name: str, *, missing_ok: bool = False) -> None:
         """Delete a feature group with its definitions and all of its stored data."""
         names.validate_group_name(name)
@@ -362,6 +495,7 @@ class FeatureStore:
 
     # -- alerts, live tables and the scheduler ------------------------------------------------
 
+    @guarded(access.DEFINE, kind="alert", name="name")
     def create_alert(
         self,
         name: str,
@@ -413,30 +547,35 @@ class FeatureStore:
             self, name, analysis, condition, notify, group=group, schedule=schedule, on_ingest=on_ingest, replace=replace
         )
 
+    @guarded(access.READ, kind="alert", name="name")
     def get_alert(self, name: str) -> Alert:
         """Return the alert called ``name``."""
         from raise_jupyter import alerts
 
         return alerts.get_alert(self, name)
 
+    @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
     def list_alerts(self) -> list[Alert]:
         """Return the alerts of this namespace, sorted by name."""
         from raise_jupyter import alerts
 
         return alerts.list_alerts(self)
 
+    @guarded(access.READ, kind="live_table", name="name")
     def get_live_table(self, name: str) -> LiveTable:
         """Return the live table called ``name``."""
         from raise_jupyter import live
 
         return live.get_live_table(self, name)
 
+    @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
     def list_live_tables(self) -> list[LiveTable]:
         """Return the live tables of this namespace, sorted by name."""
         from raise_jupyter import live
 
         return live.list_live_tables(self)
 
+    @guarded(access.DEFINE, kind="job", name="name")
     def create_job(
         self,
         name: str,
@@ -483,12 +622,14 @@ class FeatureStore:
 
         return jobs.create_job(self, name, sources, transform, target, schedule, replace=replace)
 
+    @guarded(access.READ, kind="job", name="name")
     def get_job(self, name: str) -> Job:
         """Return the job called ``name``."""
         from raise_jupyter import jobs
 
         return jobs.get_job(self, name)
 
+    @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
     def list_jobs(self) -> list[Job]:
         """Return the jobs of this namespace, sorted by name."""
         from raise_jupyter import jobs
@@ -508,6 +649,7 @@ class FeatureStore:
 
     # -- training data ----------------------------------------------------------------------
 
+    @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
     def get_training_data(
         self,
         spine: Any,
@@ -557,6 +699,7 @@ class FeatureStore:
 
     # -- online serving ---------------------------------------------------------------------
 
+    @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
     def get_online_features(
         self, features: Sequence[str], entities: Mapping[str, Any], *, full_names: bool = False
     ) -> OnlineFeatures:
@@ -589,6 +732,7 @@ class FeatureStore:
 
     # -- SQL --------------------------------------------------------------------------------
 
+    @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
     def sql(self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> QueryResult:
         """Run one DuckDB ``SELECT`` query in which every feature group is a table named after it.
 

@@ -114,6 +114,8 @@ alerts = sa.Table(
     sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # User who last defined it; its scheduled runs act as this user (revision 0009).
+    sa.Column("defined_by", sa.String(200), nullable=True),
     sa.UniqueConstraint("namespace", "name", name="uq_alerts_namespace_name"),
 )
 
@@ -157,6 +159,8 @@ live_tables = sa.Table(
     sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # User who last defined it; its scheduled runs act as this user (revision 0009).
+    sa.Column("defined_by", sa.String(200), nullable=True),
     sa.UniqueConstraint("namespace", "name", name="uq_live_tables_namespace_name"),
 )
 
@@ -247,6 +251,8 @@ jobs = sa.Table(
     sa.Column("schedule", sa.String(200), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # User who last defined it; its scheduled runs act as this user (revision 0009).
+    sa.Column("defined_by", sa.String(200), nullable=True),
     sa.UniqueConstraint("namespace", "name", name="uq_jobs_namespace_name"),
 )
 
@@ -277,4 +283,53 @@ job_runs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("worker", sa.String(200), nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# -- access control, tokens and the audit log (revision 0009) -----------------------------------
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user", sa.String(200), nullable=False),
+    # "viewer", "editor" or "owner".
+    sa.Column("role", sa.String(16), nullable=False),
+    # Namespace path the role applies to, with every path below it; "" is the whole store.
+    sa.Column("path", sa.String(400), nullable=False),
+    sa.Column("granted_by", sa.String(200), nullable=False),
+    sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("user", "role", "path", name="uq_grants_user_role_path"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user", sa.String(200), nullable=False),
+    # SHA-256 of the token, hex; the token itself is shown once and never stored.
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("token_hash", name="uq_tokens_token_hash"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("user", sa.String(200), nullable=False),
+    # "define", "update", "delete", "ingest", "grant", "job_run", "alert_state", ... and "read"
+    # for denied reads; see access.py for the full list.
+    sa.Column("action", sa.String(32), nullable=False),
+    # "feature_group", "feature", "alert", "live_table", "job", "grant", "token" or "namespace".
+    sa.Column("object_kind", sa.String(32), nullable=False),
+    sa.Column("object", sa.String(600), nullable=False),
+    # Namespace the object belongs to; "" for objects of the whole store, such as tokens.
+    sa.Column("namespace", sa.String(400), nullable=False),
+    # "ok", "denied" or "failed".
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_audit_log_at", "at"),
 )
