@@ -98,12 +98,13 @@ def start_server(root: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("raise serve did not start")
 
 
-def http_lookup(port: int):
+def http_lookup(port: int, token: str):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
 
     def lookup(batch: list[int]) -> list[object]:
         body = json.dumps({"features": FEATURES, "entities": {"user_id": batch}})
-        connection.request("POST", "/v1/online-features", body, {"Content-Type": "application/json"})
+        connection.request("POST", "/v1/online-features", body, headers)
         response = connection.getresponse()
         payload = json.loads(response.read())
         if response.status != 200:
@@ -123,6 +124,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="raise-online-bench-"))
     fs = build_store(root, args.entities)
     group_id = fs.get_feature_group("signals")._id
+    token = fs.create_token(fs.user).token
     rng = np.random.default_rng(11)
     warmup = 200
     cases = {"1 key": 1, "100 keys": 100}
@@ -139,7 +141,7 @@ def main() -> None:
             python_side = lambda batch: fs.get_online_features(FEATURES, {"user_id": batch})  # noqa: E731
             results[case] = {
                 "raise, in process": percentiles(measure(python_side, keys, warmup)),
-                "raise, HTTP": percentiles(measure(http_lookup(port), keys, warmup)),
+                "raise, HTTP": percentiles(measure(http_lookup(port, token), keys, warmup)),
                 "sqlite3 SELECT (baseline)": percentiles(measure(raw_sqlite(root, group_id), keys, warmup)),
             }
             print(case, results[case], file=sys.stderr)

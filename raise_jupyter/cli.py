@@ -1,4 +1,4 @@
-"""The ``raise`` command line: ``raise demo``, ``raise info``, ``raise serve`` and ``raise worker``."""
+"""The ``raise`` command line: ``raise demo``, ``info``, ``serve``, ``worker`` and ``token``."""
 
 from __future__ import annotations
 
@@ -89,6 +89,34 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_actor(args: argparse.Namespace) -> object:
+    from raise_jupyter import access
+    from raise_jupyter.store import open_catalog, resolve_root
+
+    # The acting user is $RAISE_USER, else the operating-system user, as for FeatureStore.
+    return access.Actor(access.resolve_user(None), open_catalog(resolve_root(args.root)))
+
+
+def _token(args: argparse.Namespace) -> int:
+    from raise_jupyter import tokens
+
+    actor = _token_actor(args)
+    if args.token_command == "create":
+        created = tokens.create_token(actor, args.user)
+        print(f"Token {created.id} for {created.user} (shown only now; store it safely):")
+        print(created.token)
+    elif args.token_command == "list":
+        listed = tokens.list_tokens(actor)
+        if listed.empty:
+            print("(no tokens)")
+        else:
+            print(listed.to_string(index=False))
+    else:
+        tokens.revoke_token(actor, args.token_id)
+        print(f"Revoked token {args.token_id}.")
+    return 0
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -139,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--once", action="store_true", help="run the tasks that are due now, then exit")
     worker.set_defaults(run=_worker)
+
+    token = commands.add_parser(
+        "token", parents=[common], help="create, list and revoke the bearer tokens of the HTTP server (needs owner of the store)"
+    )
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", parents=[common], help="create a token for USER and print it once")
+    create.add_argument("user", help="user name the token identifies, such as alice")
+    token_commands.add_parser("list", parents=[common], help="list the tokens, without their secrets")
+    revoke = token_commands.add_parser("revoke", parents=[common], help="revoke a token by its id")
+    revoke.add_argument("token_id", type=int, help="token id, as 'raise token list' shows it")
+    token.set_defaults(run=_token)
     return parser
 
 

@@ -1,8 +1,10 @@
 """The HTTP feature server behind ``raise serve``: online lookups over JSON.
 
-Endpoints: ``POST /v1/online-features``, ``GET /health`` and ``GET /openapi.json``. Bad requests
-get a 4xx response whose ``error`` field explains the problem. An unexpected error is logged and
-gets a 500 response, and the server keeps running.
+Endpoints: ``POST /v1/online-features``, ``GET /health`` and ``GET /openapi.json``. Every endpoint
+but ``/health`` needs ``Authorization: Bearer <token>`` (see ``raise token create``): a missing,
+unknown or revoked token gets 401, and a user without the viewer role on the namespace gets 403.
+Bad requests get a 4xx response whose ``error`` field explains the problem. An unexpected error
+is logged and gets a 500 response, and the server keeps running.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from raise_jupyter.errors import DefinitionError, NotFoundError, RaiseError
+from raise_jupyter import access, tokens
+from raise_jupyter.errors import DefinitionError, NotFoundError, PermissionDenied, RaiseError
 from raise_jupyter.store import FeatureStore
 
 logger = logging.getLogger(__name__)
@@ -71,12 +74,16 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "400": {"description": "Invalid request; the error field says what to fix"},
+                    "401": {"description": "Missing, unknown or revoked bearer token"},
+                    "403": {"description": "The token's user lacks the viewer role on the namespace"},
                     "404": {"description": "Unknown feature group or feature"},
                 },
+                "security": [{"bearer": []}],
             }
         },
-        "/health": {"get": {"summary": "Liveness check", "responses": {"200": {"description": "Server is up"}}}},
+        "/health": {"get": {"summary": "Liveness check, without a token", "responses": {"200": {"description": "Server is up"}}}},
     },
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
 }
 
 
@@ -128,14 +135,48 @@ def _parse_request(body: bytes) -> tuple[list[str], dict[str, list[Any]]]:
     return features, entities
 
 
+def _unauthorized(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
 def create_app(store: FeatureStore) -> Starlette:
-    """Return the ASGI application serving online lookups of ``store``."""
+    """Return the ASGI application serving online lookups of ``store``'s namespace.
+
+    Each request acts as the user of its bearer token, in a store object of that user.
+    """
+    namespace = store.namespace
+    stores: dict[str, FeatureStore] = {}
+
+    def authorize(header: str) -> FeatureStore | Response:
+        """Return the store of the token's user, or the 401 or 403 response (runs in a thread)."""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _unauthorized('Missing bearer token: send "Authorization: Bearer <token>"; create one with "raise token create USER".')
+        user = tokens.user_of_token(store._catalog, token.strip())
+        if user is None:
+            return _unauthorized('The bearer token is unknown or revoked; create a new one with "raise token create USER".')
+        user_store = stores.get(user)
+        if user_store is None:
+            user_store = stores[user] = FeatureStore(namespace, root=store.root, user=user)
+        try:
+            access.check(user_store._actor, access.READ, path=namespace, kind="namespace", name=namespace)
+        except PermissionDenied as error:
+            return _error(403, str(error))
+        return user_store
+
+    async def authorized(request: Request) -> FeatureStore | Response:
+        return await run_in_threadpool(authorize, request.headers.get("authorization", ""))
 
     async def online_features(request: Request) -> Response:
+        user_store = await authorized(request)
+        if isinstance(user_store, Response):
+            return user_store
         try:
             features, entities = _parse_request(await _read_body(request))
             # The lookup runs in a worker thread so that one large request does not hold up others.
-            result = await run_in_threadpool(store.get_online_features, features, entities)
+            result = await run_in_threadpool(user_store.get_online_features, features, entities)
+        except PermissionDenied as error:
+            return _error(403, str(error))
         except NotFoundError as error:
             return _error(404, str(error))
         except RaiseError as error:
@@ -153,6 +194,9 @@ def create_app(store: FeatureStore) -> Starlette:
         return JSONResponse({"status": "ok", "namespace": store.namespace})
 
     async def openapi(request: Request) -> Response:
+        user_store = await authorized(request)
+        if isinstance(user_store, Response):
+            return user_store
         return JSONResponse(OPENAPI)
 
     routes = [

@@ -25,8 +25,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _request(url: str, body: bytes | None = None) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+# The bearer token of the module's store, set by the store fixture.
+AUTH: dict[str, str] = {}
+
+
+def _request(url: str, body: bytes | None = None, *, token: str | None = None) -> tuple[int, dict[str, object]]:
+    headers = {"Content-Type": "application/json"}
+    token = token if token is not None else AUTH.get("token")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -48,6 +56,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
     planes = fs.create_feature_group("planes", keys="tailnum", online=True)
     planes.create_features_from_schema({"tailnum": "string", "seats": "int32", "since": "date"})
     planes.ingest({"tailnum": ["N1", "N2"], "seats": [100, 200], "since": ["2001-05-01", None]})
+    AUTH["token"] = fs.create_token(fs.user).token
     return fs
 
 
@@ -165,6 +174,7 @@ def test_server_rejects_large_body_early(server: str) -> None:
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     connection.putrequest("POST", "/v1/online-features")
     connection.putheader("Content-Type", "application/json")
+    connection.putheader("Authorization", f"Bearer {AUTH['token']}")
     connection.putheader("Content-Length", str(300_000_000))
     connection.endheaders()
     response = connection.getresponse()
