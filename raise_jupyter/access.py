@@ -296,6 +296,7 @@ def guarded(operation: Operation, *, kind: str, name: str | Callable[[Any, dict[
             with guard(store._actor, operation, path=store.namespace, kind=kind, name=object_name):
                 return method(self, *args, **kwargs)
 
+        wrapper.operation = operation  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate
