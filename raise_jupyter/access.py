@@ -71,6 +71,7 @@ EVALUATE = Operation("evaluate", "editor", "evaluate", audited=False)
 # A job run records its start and its end (action "job_run", in jobs.py).
 RUN_JOB = Operation("job_run", "editor", "run", audited=False)
 CANCEL_JOB = Operation("job_cancel", "editor", "cancel a run of")
+TEST_NOTIFICATION = Operation("test_notification", "editor", "send test notifications for")
 GRANT = Operation("grant", "owner", "grant roles on")
 REVOKE = Operation("revoke", "owner", "revoke roles on")
 READ_AUDIT_LOG = Operation("read_audit_log", "owner", "read the audit log of", audited=False)
@@ -81,10 +82,10 @@ LIST_TOKENS = Operation("token_list", "owner", "list the tokens of", audited=Fal
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts on a store: the user, the store's catalog, and ``via`` for scheduled work.
+    """The identity a store acts with: the user, the store's catalog, and ``via`` for scheduled work.
 
     ``via="scheduler"`` marks a scheduled run that acts as the user who defined the alert, live
-    table or job; the audit log records it in the entry's detail.
+    table or job. The audit log records it in the entry's detail.
     """
 
     user: str
@@ -201,6 +202,22 @@ def load_grants(catalog: Catalog) -> tuple[Grant, ...]:
         grants = select_grants(conn)
     entries[catalog.url] = (token, grants)
     return grants
+
+
+def readable_filter(column: sa.ColumnElement[str], grants: tuple[Grant, ...], user: str) -> sa.ColumnElement[bool] | None:
+    """Return a condition on a namespace column that keeps what ``user`` may read; None keeps all.
+
+    Listings that read the catalog directly (the store browser, the Jupyter server extension)
+    use it to show only the namespaces the user has a role on.
+    """
+    if not grants:
+        return None
+    paths = {g.path for g in grants if g.user == user}
+    if "" in paths:
+        return None
+    if not paths:
+        return sa.false()
+    return sa.or_(*(sa.or_(column == path, column.startswith(path + "/", autoescape=True)) for path in sorted(paths)))
 
 
 # -- the check ----------------------------------------------------------------------------------

@@ -573,6 +573,7 @@ def send_test_notification(store: FeatureStore, notify_targets: Sequence[str] | 
     The message goes through the outbox like real notifications, so a target that fails now is
     retried by the worker.
     """
+    access.check(store._actor, access.TEST_NOTIFICATION, path=store.namespace, kind=KIND, name=name)
     targets = notify.parse_targets(notify_targets)
     ids = notify.enqueue(
         store._catalog,

@@ -1,9 +1,9 @@
 """The audit log: who changed what, when, and with which outcome, denials included.
 
 Each entry has the time (UTC), the user, the action, the object's kind, name and namespace, the
-outcome (``"ok"``, ``"denied"`` or ``"failed"``) and a JSON detail. Entries are only ever
-inserted. On a SQLite catalog, triggers make UPDATE and DELETE of ``audit_log`` fail; on other
-databases, grant the application's database role INSERT and SELECT on the table only.
+outcome (``"ok"``, ``"denied"`` or ``"failed"``) and a JSON detail. Raise only inserts entries.
+On a SQLite catalog, triggers make UPDATE and DELETE of ``audit_log`` fail. Other databases get no
+triggers, so grant the application's database role only INSERT and SELECT on the table.
 """
 
 from __future__ import annotations

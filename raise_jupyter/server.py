@@ -1,10 +1,10 @@
 """The HTTP feature server behind ``raise serve``: online lookups over JSON.
 
 Endpoints: ``POST /v1/online-features``, ``GET /health`` and ``GET /openapi.json``. Every endpoint
-but ``/health`` needs ``Authorization: Bearer <token>`` (see ``raise token create``): a missing,
+but ``/health`` needs ``Authorization: Bearer <token>`` (see ``raise token create``). A missing,
 unknown or revoked token gets 401, and a user without the viewer role on the namespace gets 403.
-Bad requests get a 4xx response whose ``error`` field explains the problem. An unexpected error
-is logged and gets a 500 response, and the server keeps running.
+Other bad requests get a 4xx response whose ``error`` field explains the problem. An unexpected
+error is logged and gets a 500 response, and the server keeps running.
 """
 
 from __future__ import annotations
@@ -151,9 +151,11 @@ def create_app(store: FeatureStore) -> Starlette:
         """Return the store of the token's user, or the 401 or 403 response (runs in a thread)."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            logger.info("Rejected a request without a bearer token (401)")
             return _unauthorized('Missing bearer token: send "Authorization: Bearer <token>"; create one with "raise token create USER".')
         user = tokens.user_of_token(store._catalog, token.strip())
         if user is None:
+            logger.info("Rejected a request with an unknown or revoked token (401)")
             return _unauthorized('The bearer token is unknown or revoked; create a new one with "raise token create USER".')
         user_store = stores.get(user)
         if user_store is None:
@@ -161,6 +163,7 @@ def create_app(store: FeatureStore) -> Starlette:
         try:
             access.check(user_store._actor, access.READ, path=namespace, kind="namespace", name=namespace)
         except PermissionDenied as error:
+            logger.info("Denied user %s access to %s (403)", user, namespace)
             return _error(403, str(error))
         return user_store
 
@@ -176,6 +179,7 @@ def create_app(store: FeatureStore) -> Starlette:
             # The lookup runs in a worker thread so that one large request does not hold up others.
             result = await run_in_threadpool(user_store.get_online_features, features, entities)
         except PermissionDenied as error:
+            logger.info("Denied user %s a lookup in %s (403)", user_store.user, namespace)
             return _error(403, str(error))
         except NotFoundError as error:
             return _error(404, str(error))

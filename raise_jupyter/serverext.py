@@ -122,7 +122,17 @@ def list_namespaces(root: Path) -> list[dict[str, Any]]:
     groups = tables.feature_groups
     query = sa.select(groups.c.namespace, sa.func.count().label("groups")).group_by(groups.c.namespace).order_by(groups.c.namespace)
     with read_catalog(root) as conn:
+        query = _readable(conn, query)
         return [{"namespace": row.namespace, "groups": int(row.groups)} for row in conn.execute(query)]
+
+
+def _readable(conn: sa.Connection, query: sa.Select) -> sa.Select:
+    """Keep the namespaces that the server's user ($RAISE_USER, else the OS user) has a role on."""
+    from raise_jupyter import access
+    from raise_jupyter.engine import tables
+
+    condition = access.readable_filter(tables.feature_groups.c.namespace, access.select_grants(conn), access.resolve_user(None))
+    return query if condition is None else query.where(condition)
 
 
 def list_groups(root: Path, namespace: str | None, *, rows: bool, name: str | None = None) -> list[dict[str, Any]]:
@@ -136,7 +146,7 @@ def list_groups(root: Path, namespace: str | None, *, rows: bool, name: str | No
     if name is not None:
         query = query.where(groups.c.name == name)
     with read_catalog(root) as conn:
-        records = conn.execute(query).all()
+        records = conn.execute(_readable(conn, query)).all()
         feature_rows = conn.execute(
             sa.select(features).where(features.c.group_id.in_([r.id for r in records])).order_by(features.c.position, features.c.id)
         ).all()

@@ -397,3 +397,25 @@ def test_scheduled_alert_runs_as_its_definer(alice: FeatureStore) -> None:
     denied = alice.audit_log(user="bob", action="read")
     assert denied["outcome"].tolist() == ["denied"]
     assert denied["detail"][0]["via"] == "scheduler"
+
+
+# -- listings that read the catalog directly ----------------------------------------------------
+
+
+def test_listings_show_readable_namespaces_only(alice: FeatureStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from raise_jupyter import serverext
+    from raise_jupyter.widgets._browser import _listing
+
+    store(alice.root, "alice", "acme/mlx").create_feature_group("sibling")
+    store(alice.root, "alice", "other").create_feature_group("elsewhere")
+    alice.grant("bob", "viewer", path="acme/ml")
+    monkeypatch.setenv("RAISE_USER", "bob")
+
+    listing, hidden = _listing(store(alice.root, "bob"))
+
+    assert [entry["namespace"] for entry in listing] == [NAMESPACE]
+    assert hidden == 0
+    assert [entry["namespace"] for entry in serverext.list_namespaces(alice.root)] == [NAMESPACE]
+    assert [entry["name"] for entry in serverext.list_groups(alice.root, None, rows=False)] == ["user-signals"]
+    monkeypatch.setenv("RAISE_USER", "alice")
+    assert len(serverext.list_namespaces(alice.root)) == 3

@@ -81,7 +81,7 @@ class StoreBrowser(ipywidgets.VBox):
         from raise_jupyter.store import FeatureStore
         from raise_jupyter.widgets._panel import GroupPanel
 
-        store = self.store if namespace == self.store.namespace else FeatureStore(namespace, root=self.store.root)
+        store = self.store if namespace == self.store.namespace else FeatureStore(namespace, root=self.store.root, user=self.store.user)
         with self._lock:
             self.panel = GroupPanel(store.get_feature_group(name))
             self._slot.children = [self.panel]
@@ -114,9 +114,15 @@ def _listing(store: FeatureStore) -> tuple[list[dict[str, Any]], int]:
         .order_by(groups.c.namespace, groups.c.name)
         .limit(MAX_GROUPS + 1)
     )
+    from raise_jupyter import access
+
+    readable = access.readable_filter(groups.c.namespace, access.load_grants(store._catalog), store.user)
+    total_query = sa.select(sa.func.count()).select_from(groups)
+    if readable is not None:
+        query, total_query = query.where(readable), total_query.where(readable)
     with store._catalog.read() as conn:
         rows = conn.execute(query).all()
-        total = conn.execute(sa.select(sa.func.count()).select_from(groups)).scalar() or 0
+        total = conn.execute(total_query).scalar() or 0
     by_namespace: dict[str, list[dict[str, Any]]] = {}
     for row in rows[:MAX_GROUPS]:
         by_namespace.setdefault(row.namespace, []).append(
