@@ -339,17 +339,21 @@ def grant(actor: Actor, user: str, role: str, path: str) -> bool:
     """
     user = validate_user(user)
     role = validate_role(role)
-    check(actor, GRANT, path=path, kind="grant", name=f"{role} for {user}")
-    t = tables.grants
+    name = f"{role} for {user}"
+    check(actor, GRANT, path=path, kind="grant", name=name)
     with actor.catalog.write() as conn:
         current = select_grants(conn)
-        if not current:
+        # Grants may have changed since the check, such as by a first grant of another user.
+        allowed = not current or has_role(current, actor.user, path, "owner")
+        if allowed and not current:
             _insert_grant(conn, actor, actor.user, "owner", "", reason="first grant of the store")
-        exists = any(g.user == user and g.role == role and g.path == path for g in select_grants(conn))
-        if exists:
-            return False
-        _insert_grant(conn, actor, user, role, path)
-    return True
+            current = select_grants(conn)
+        exists = any(g.user == user and g.role == role and g.path == path for g in current)
+        if allowed and not exists:
+            _insert_grant(conn, actor, user, role, path)
+    if not allowed:
+        check(actor, GRANT, path=path, kind="grant", name=name)
+    return allowed and not exists
 
 
 def revoke(actor: Actor, user: str, role: str | None, path: str) -> int:
@@ -359,30 +363,44 @@ def revoke(actor: Actor, user: str, role: str | None, path: str) -> int:
         role = validate_role(role)
     described = f"{role or 'every role'} of {user}"
     check(actor, REVOKE, path=path, kind="grant", name=described)
-    t = tables.grants
     with actor.catalog.write() as conn:
         current = select_grants(conn)
+        # Grants may have changed since the check; a denial is recorded after the transaction.
+        allowed = not current or has_role(current, actor.user, path, "owner")
         matched = [g for g in current if g.user == user and g.path == path and (role is None or g.role == role)]
-        if not matched:
-            held = ", ".join(f"{g.role} on {describe_path(g.path)}" for g in current if g.user == user) or "none"
-            raise DefinitionError(
-                f"{user} has no {role or 'role'} granted on {describe_path(path)}; grants of {user}: {held}. "
-                "Revoke the grant on the path it was given on."
-            )
-        remaining = [g for g in current if g not in matched]
-        root_owners = [g for g in remaining if g.role == "owner" and g.path == ""]
-        if remaining and not root_owners:
-            raise DefinitionError(
-                f"Revoking {described} on {describe_path(path)} would leave the store without an owner of the whole "
-                "store while other grants remain; grant owner on '' to another user first."
-            )
-        for g in matched:
-            conn.execute(t.delete().where(t.c.user == g.user, t.c.role == g.role, t.c.path == g.path))
-            audit.record(
-                actor, action="revoke", kind="grant", name=f"{g.role} for {g.user}", namespace=g.path,
-                outcome="ok", detail={"user": g.user, "role": g.role}, conn=conn,
-            )
+        if allowed:
+            _check_revocable(current, matched, user, role, path)
+            _delete_grants(conn, actor, matched)
+    if not allowed:
+        check(actor, REVOKE, path=path, kind="grant", name=described)
+        return 0
     return len(matched)
+
+
+def _check_revocable(current: tuple[Grant, ...], matched: list[Grant], user: str, role: str | None, path: str) -> None:
+    """Raise if nothing matches, or if the store would keep grants but lose its last owner of ``""``."""
+    if not matched:
+        held = ", ".join(f"{g.role} on {describe_path(g.path)}" for g in current if g.user == user) or "none"
+        raise DefinitionError(
+            f"{user} has no {role or 'role'} granted on {describe_path(path)}; grants of {user}: {held}. "
+            "Revoke the grant on the path it was given on."
+        )
+    remaining = [g for g in current if g not in matched]
+    if remaining and not any(g.role == "owner" and g.path == "" for g in remaining):
+        raise DefinitionError(
+            f"Revoking {role or 'every role'} of {user} on {describe_path(path)} would leave the store without an "
+            "owner of the whole store while other grants remain; grant owner on '' to another user first."
+        )
+
+
+def _delete_grants(conn: sa.Connection, actor: Actor, matched: list[Grant]) -> None:
+    t = tables.grants
+    for g in matched:
+        conn.execute(t.delete().where(t.c.user == g.user, t.c.role == g.role, t.c.path == g.path))
+        audit.record(
+            actor, action="revoke", kind="grant", name=f"{g.role} for {g.user}", namespace=g.path,
+            outcome="ok", detail={"user": g.user, "role": g.role}, conn=conn,
+        )
 
 
 def claim_namespace(conn: sa.Connection, actor: Actor, namespace: str) -> None:

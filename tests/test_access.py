@@ -102,6 +102,12 @@ def test_grant_twice_keeps_one_grant(alice: FeatureStore) -> None:
     assert grants_of(alice) == {("alice", "owner", ""), ("bob", "viewer", "acme/ml")}
 
 
+def test_first_grant_to_granter_as_store_owner(alice: FeatureStore) -> None:
+    alice.grant("alice", "owner", path="")
+
+    assert grants_of(alice) == {("alice", "owner", "")}
+
+
 def test_grant_path_defaults_to_namespace(alice: FeatureStore) -> None:
     alice.grant("bob", "editor")
 
