@@ -405,6 +405,31 @@ def test_scheduled_alert_runs_as_its_definer(alice: FeatureStore) -> None:
     assert denied["detail"][0]["via"] == "scheduler"
 
 
+def test_scheduled_live_table_and_job_run_as_definer(alice: FeatureStore) -> None:
+    from raise_jupyter import FeatureGroupSource, Target, jobs, live, sql_transform
+
+    bob = grant_bob(alice, "editor")
+    group = bob.get_feature_group("user-signals")
+    table = group.create_live_table("clicks-total", Aggregation("clicks", ["sum"]), refresh="daily")
+    job = bob.create_job("copy", FeatureGroupSource("user-signals"), sql_transform('SELECT user_id, ts, clicks FROM "user-signals"'), Target("copied"))
+
+    live.run_task(alice.root, table._id, None)
+    jobs.run_task(alice.root, job._id, None)
+
+    refreshes = alice.audit_log(action="refresh")
+    assert refreshes["user"].tolist() == ["bob", "bob"]
+    assert refreshes["detail"].iloc[-1]["via"] == "scheduler"
+    runs = alice.audit_log(action="job_run")
+    assert [d["event"] for d in runs["detail"]] == ["start", "end"]
+    assert set(runs["user"]) == {"bob"}
+
+    alice.revoke("bob", path="acme/ml")
+
+    with pytest.raises(PermissionDenied, match="bob may not refresh live table acme/ml/engagement/clicks-total"):
+        live.run_task(alice.root, table._id, None)
+    with pytest.raises(PermissionDenied, match="bob may not run job acme/ml/engagement/copy"):
+        jobs.run_task(alice.root, job._id, None)
+
 # -- listings that read the catalog directly ----------------------------------------------------
 
 
@@ -425,3 +450,4 @@ def test_listings_show_readable_namespaces_only(alice: FeatureStore, monkeypatch
     assert [entry["name"] for entry in serverext.list_groups(alice.root, None, rows=False)] == ["user-signals"]
     monkeypatch.setenv("RAISE_USER", "alice")
     assert len(serverext.list_namespaces(alice.root)) == 3
+
