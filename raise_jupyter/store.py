@@ -29,9 +29,12 @@ from raise_jupyter.online import OnlineFeatures, get_online_features, online_sto
 from raise_jupyter.training import TrainingData, get_training_data
 
 if TYPE_CHECKING:
+    import pandas
+
     from raise_jupyter.alerts import Alert
     from raise_jupyter.jobs import Job
     from raise_jupyter.live import LiveTable
+    from raise_jupyter.tokens import CreatedToken
 
 __all__ = ["FeatureStore"]
 
@@ -137,9 +140,9 @@ class FeatureStore:
 
     def __init__(self, namespace: str, root: str | os.PathLike[str] | None = None, *, user: str | None = None) -> None:
         self.namespace = names.validate_namespace(namespace)
+        self.user = access.resolve_user(user)
         self.root = resolve_root(root)
         self._catalog = open_catalog(self.root)
-        self.user = access.resolve_user(user)
         self._actor = access.Actor(self.user, self._catalog)
 
     @classmethod
@@ -231,7 +234,7 @@ class FeatureStore:
         count = access.revoke(self._actor, user, role, self._path(path))
         logger.info("Revoked %d grants of %s on %r", count, user, self._path(path))
 
-    def permissions(self, path: str | None = None) -> Any:
+    def permissions(self, path: str | None = None) -> pandas.DataFrame:
         """Return the grants on ``path``, on the paths above it and below it, as a DataFrame.
 
         Columns: ``user``, ``role``, ``path``, ``granted_by`` and ``granted_at``. Defaults to
@@ -257,7 +260,7 @@ class FeatureStore:
 
     def audit_log(
         self, since: Any = None, user: str | None = None, action: str | None = None, *, path: str | None = None
-    ) -> Any:
+    ) -> pandas.DataFrame:
         """Return the audit log of this namespace and the namespaces below it, oldest first.
 
         Reading it needs the owner role on the path. Columns: ``at`` (UTC), ``user``,
@@ -278,7 +281,7 @@ class FeatureStore:
         access.check(self._actor, access.READ_AUDIT_LOG, path=path, kind="namespace", name=path)
         return audit.read_log(self._actor, path=path, since=since, user=user, action=action)
 
-    def create_token(self, user: str) -> Any:
+    def create_token(self, user: str) -> CreatedToken:
         """Create a bearer token for ``user`` and return it; its secret ``.token`` is shown only now.
 
         Needs the owner role on the whole store, or a store without grants.
@@ -287,7 +290,7 @@ class FeatureStore:
 
         return tokens.create_token(self._actor, user)
 
-    def list_tokens(self) -> Any:
+    def list_tokens(self) -> pandas.DataFrame:
         """Return every token of the store, without secrets, as a DataFrame."""
         from raise_jupyter import tokens
 
