@@ -30,6 +30,7 @@ from raise_jupyter.training import TrainingData, get_training_data
 if TYPE_CHECKING:
     from raise_jupyter.alerts import Alert
     from raise_jupyter.jobs import Job
+    from raise_jupyter.lineage import Lineage
     from raise_jupyter.live import LiveTable
 
 __all__ = ["FeatureStore"]
@@ -512,6 +513,39 @@ class FeatureStore:
         from raise_jupyter import scheduler
 
         return scheduler.start_scheduler(self.root, poll_interval=poll_interval)
+
+    # -- lineage ----------------------------------------------------------------------------
+
+    def lineage(self, reference: Any) -> Lineage:
+        """Return what feeds a feature, group, job, alert, live table or training set, and what it feeds.
+
+        The graph is computed from the stored definitions: derived features from their inputs,
+        jobs from their source groups (or the source columns they name) into their target
+        group, alerts and live tables from the features their analysis uses, and training sets
+        from the features and table versions they read.
+
+        Parameters
+        ----------
+        reference
+            ``"group.feature"``, ``"group"``, ``"job:NAME"``, ``"alert:NAME"``, ``"live:NAME"``,
+            ``"training:NAME"`` (the newest training set of that name) or ``"training:#ID"``;
+            or the ``FeatureGroup``, ``Feature``, ``Job``, ``Alert``, ``LiveTable`` or
+            ``TrainingData`` object.
+
+        Returns
+        -------
+        Lineage
+            Nodes and edges with ``upstream``, ``downstream`` and ``to_pandas()``; it prints as
+            a text tree and displays as a diagram in notebooks.
+
+        Examples
+        --------
+        >>> fs.lineage("user-signals.ctr")  # doctest: +SKIP
+        >>> fs.lineage("user-signals.ctr").to_pandas()  # doctest: +SKIP
+        """
+        from raise_jupyter.lineage import lineage
+
+        return lineage(self, reference)
 
     # -- training data ----------------------------------------------------------------------
 
