@@ -121,8 +121,8 @@ def graph_edges(definitions: Definitions) -> list[Edge]:
         for feature in features:
             node = feature_node(group.name, feature.name)
             inputs = derived_inputs(feature, features)
-            # A derived feature is linked to the group through its inputs; only one computed
-            # from no column (a constant) needs its own edge from the group.
+            # A derived feature reaches its group through its inputs. Only one computed from no
+            # column, such as a constant, gets its own edge from the group.
             if not inputs:
                 edges.append(Edge(group_node, node, "contains"))
             for source in inputs:
@@ -239,10 +239,10 @@ def resolve(definitions: Definitions, nodes: Iterable[Node], reference: object) 
 
 
 def _resolve_training_set(definitions: Definitions, candidates: list[Node], name: str) -> Node:
-    wanted = name.lstrip("#")
+    requested_id = name.lstrip("#")
     rows = definitions.training_sets
-    if wanted.isdigit():
-        matches = [row for row in rows if row.id == int(wanted)]
+    if requested_id.isdigit():
+        matches = [row for row in rows if row.id == int(requested_id)]
     else:
         matches = [row for row in rows if row.name == name]
     if not matches:

@@ -3,8 +3,8 @@
 Each node sits in the column of its ``Lineage.layers`` value, so the upstream nodes are left of
 the requested node and the downstream nodes right of it. Within a column, nodes are ordered by
 the mean row of their neighbours in the column nearer the root, which keeps most edges short.
-Text uses ``currentColor``, so the labels follow the notebook's light or dark theme; the kind
-colours are mid-tone strokes and translucent fills that read on either background.
+Text uses ``currentColor``, so the labels follow the notebook's light or dark theme. The kind
+colours are mid-tone strokes and translucent fills, which read on either background.
 """
 
 from __future__ import annotations

@@ -519,10 +519,10 @@ class FeatureStore:
     def lineage(self, reference: Any) -> Lineage:
         """Return what feeds a feature, group, job, alert, live table or training set, and what it feeds.
 
-        The graph is computed from the stored definitions: derived features from their inputs,
-        jobs from their source groups (or the source columns they name) into their target
-        group, alerts and live tables from the features their analysis uses, and training sets
-        from the features and table versions they read.
+        The graph is computed from the stored definitions. Derived features depend on their
+        inputs, and alerts and live tables on the features their analysis uses. Jobs read
+        their source groups (or the source columns they name) and write their target group.
+        Training sets depend on the features and table versions they read.
 
         Parameters
         ----------

@@ -294,8 +294,8 @@ training_sets = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     # The requested features as "group.feature", with "group.*" expanded.
     sa.Column("features", sa.JSON, nullable=False),
-    # One entry per group read: {"name", "id", "table_path", "version"}. The table path tells
-    # a group apart from a later group of the same name, because SQLite reuses deleted ids.
+    # One entry per group read: {"name", "id", "table_path", "version"}. The table path
+    # distinguishes a group from a later group of the same name, because SQLite reuses deleted ids.
     sa.Column("groups", sa.JSON, nullable=False),
     sa.Column("spine_rows", sa.BigInteger, nullable=False),
     sa.Index("ix_training_sets_namespace", "namespace"),
