@@ -20,7 +20,7 @@ from raise_jupyter import (
 )
 from raise_jupyter.engine import tables
 from raise_jupyter.jobs import FeatureGroupSource, Target
-from raise_jupyter.lineage import Lineage, Node
+from raise_jupyter.lineage import Edge, Lineage, Node
 from raise_jupyter.store import open_catalog
 from raise_jupyter.transforms import sql_transform
 
@@ -473,3 +473,23 @@ def test_edge_table(fs: FeatureStore, signals) -> None:
     assert frame.columns.tolist() == ["source_kind", "source", "relation", "target_kind", "target", "version"]
     trains = frame[frame["relation"] == "trains_on"]
     assert trains[["source", "target", "version"]].values.tolist() == [["user-signals.ctr", "churn #1", signals.version]]
+
+
+def test_cycle_terminates_and_draws() -> None:
+    group, job = group_node("embeddings"), named("job", "refresh")
+    edges = [Edge(group, job, "reads"), Edge(job, group, "writes")]
+
+    lineage = Lineage(group, edges)
+
+    assert lineage.upstream == [job]
+    assert lineage.downstream == []
+    assert ET.fromstring(lineage.to_svg()).tag == f"{SVG}svg"
+    assert "<- writes: job refresh" in repr(lineage)
+
+
+def test_layers_follow_longest_path(fs: FeatureStore, signals) -> None:
+    layers = fs.lineage("user-signals").layers
+
+    assert layers[feature("user-signals.clicks")] == 1
+    assert layers[feature("user-signals.ctr")] == 2
+    assert layers[feature("user-signals.ctr_pct")] == 3
