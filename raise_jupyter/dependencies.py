@@ -99,11 +99,16 @@ def analysis_columns(spec: Mapping[str, Any]) -> set[str]:
 
 
 def job_source_columns(job: Any, source: Mapping[str, Any]) -> set[str]:
-    """Return the lowercased columns a job names for one source; empty when it reads them all.
+    """Return the lowercased columns a job names for one source; empty when it names none.
 
-    A job always reads its source's keys and event time as well, but those cannot be deleted.
+    Named columns are the source's ``columns``, those of its ``where`` filter and the input of
+    an embedding. A job always reads its source's keys and event time as well, but those
+    cannot be deleted.
     """
+    # NOTE: the columns a sql_transform query uses are not parsed, so deleting one of them is
+    # not rejected; the job's next run then fails its check and names the missing column.
     columns = {str(c).lower() for c in source.get("columns") or ()}
+    columns.update(_expression_columns(source.get("where"), what="the source's where filter"))
     transform = job.transform or {}
     if transform.get("kind") == "embedding_inference" and len(job.sources) == 1:
         columns.add(str(transform.get("input_column", "")).lower())

@@ -493,3 +493,24 @@ def test_layers_follow_longest_path(fs: FeatureStore, signals) -> None:
     assert layers[feature("user-signals.clicks")] == 1
     assert layers[feature("user-signals.ctr")] == 2
     assert layers[feature("user-signals.ctr_pct")] == 3
+
+
+def test_job_source_filter_blocks_delete(fs: FeatureStore, signals) -> None:
+    source = FeatureGroupSource("user-signals", where="impressions > 0")
+    fs.create_job("doubler", [source], sql_transform(CLICKS_SQL), Target("doubled"))
+
+    with pytest.raises(ConflictError, match="'user-signals.impressions' is used by: derived feature user-signals.ctr, .*job doubler;"):
+        signals.delete_feature("impressions")
+
+    assert ("user-signals.impressions", "reads", "doubler") in relations(fs.lineage("job:doubler"))
+
+
+def test_svg_skipping_edge_avoids_boxes(fs: FeatureStore, signals) -> None:
+    fs.get_training_data(spine(), ["user-signals.clicks", "user-signals.ctr"], name="churn")
+
+    root = ET.fromstring(fs.lineage("user-signals.clicks").to_svg())
+    paths = {g.find(f"{SVG}title").text: g.find(f"{SVG}path").get("d") for g in root.iter(f"{SVG}g") if g.get("class") == "edge"}
+
+    version = signals.version
+    assert " L " in paths[f"user-signals.clicks trains_on v{version} \u2192 churn #1"]
+    assert " L " not in paths[f"user-signals.ctr trains_on v{version} \u2192 churn #1"]
