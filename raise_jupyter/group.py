@@ -467,8 +467,9 @@ class FeatureGroup:
         cascade
             Also delete what uses the feature: derived features computed from it (and from
             those, transitively), alerts and live tables on any of them, and jobs that name one
-            of them as a source column. Without it, a feature with such dependents raises
-            ConflictError listing them. Recorded training sets never block a delete.
+            of them in a source's ``columns`` or ``where`` filter or as the embedding input.
+            Without it, a feature with such dependents raises ConflictError listing them.
+            Recorded training sets never block a delete.
         """
         from raise_jupyter import dependencies
 

@@ -280,8 +280,9 @@ class Lineage:
         self.root = root
         up_edges, up_nodes = _walk(root, edges, forward=False)
         down_edges, down_nodes = _walk(root, edges, forward=True)
+        upstream = set(up_nodes)
         self.upstream: list[Node] = up_nodes
-        self.downstream: list[Node] = [n for n in down_nodes if n not in set(up_nodes)]
+        self.downstream: list[Node] = [n for n in down_nodes if n not in upstream]
         self.edges: list[Edge] = list(dict.fromkeys([*up_edges, *down_edges]))
         self.layers: dict[Node, int] = {root: 0}
         for node, depth in _longest_paths(root, up_edges, forward=False).items():
@@ -381,7 +382,9 @@ def _longest_paths(root: Node, edges: list[Edge], *, forward: bool) -> dict[Node
         if not changed:
             break
     depths.pop(root)
-    return depths
+    # A cycle can leave depths with gaps; ranking them keeps every column of the diagram filled.
+    ranks = {depth: rank for rank, depth in enumerate(sorted(set(depths.values())), start=1)}
+    return {node: ranks[depth] for node, depth in depths.items()}
 
 
 def _tree_lines(node: Node, edges: list[Edge], *, forward: bool, depth: int, seen: set[Node], lines: list[str]) -> None:

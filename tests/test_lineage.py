@@ -514,3 +514,14 @@ def test_svg_skipping_edge_avoids_boxes(fs: FeatureStore, signals) -> None:
     version = signals.version
     assert " L " in paths[f"user-signals.clicks trains_on v{version} \u2192 churn #1"]
     assert " L " not in paths[f"user-signals.ctr trains_on v{version} \u2192 churn #1"]
+
+
+def test_cycle_upstream_of_root_draws() -> None:
+    group, job, embedding = group_node("embeddings"), named("job", "refresh"), feature("embeddings.vector")
+    edges = [Edge(group, embedding, "contains"), Edge(group, job, "reads"), Edge(job, group, "writes")]
+
+    lineage = Lineage(embedding, edges)
+
+    assert set(lineage.upstream) == {group, job}
+    assert sorted(lineage.layers.values()) == [-2, -1, 0]
+    assert ET.fromstring(lineage.to_svg()).tag == f"{SVG}svg"
