@@ -255,6 +255,23 @@ def test_training_set_name_invalid(fs: FeatureStore, signals) -> None:
     assert catalog_rows(fs, tables.training_sets) == []
 
 
+def test_training_set_record_failure_logged(
+    fs: FeatureStore, signals, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def locked():
+        raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(fs._catalog, "write", locked)
+
+    training = fs.get_training_data(spine(), ["user-signals.ctr"], name="churn")
+
+    assert training.training_set_id is None
+    assert training.to_pandas()["ctr"].tolist() == [0.3, 0.2]
+    assert "Could not record the training set churn" in caplog.text
+    with pytest.raises(NotFoundError, match="recording it failed"):
+        fs.lineage(training)
+
+
 def test_training_set_outlives_group(fs: FeatureStore, signals) -> None:
     version = signals.version
     fs.get_training_data(spine(), ["user-signals.ctr"], name="churn")
