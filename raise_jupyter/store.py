@@ -28,6 +28,8 @@ from raise_jupyter.online import OnlineFeatures, get_online_features, online_sto
 from raise_jupyter.training import TrainingData, get_training_data
 
 if TYPE_CHECKING:
+    import pandas
+
     from raise_jupyter.alerts import Alert
     from raise_jupyter.jobs import Job
     from raise_jupyter.lineage import Lineage
@@ -548,6 +550,17 @@ class FeatureStore:
         return lineage(self, reference)
 
     # -- training data ----------------------------------------------------------------------
+
+    def training_sets(self) -> pandas.DataFrame:
+        """Return the recorded ``get_training_data`` calls of this namespace, newest first.
+
+        The columns are ``id`` (for ``fs.lineage("training:#ID")``), ``name``, ``user``,
+        ``created_at`` (UTC), ``features``, ``versions`` (the table version read from each
+        group) and ``spine_rows``.
+        """
+        from raise_jupyter import training_sets
+
+        return training_sets.history(self)
 
     def get_training_data(
         self,

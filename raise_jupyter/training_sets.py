@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from raise_jupyter.engine import tables
-from raise_jupyter.engine.catalog import utcnow
+from raise_jupyter.engine.catalog import as_utc, utcnow
 from raise_jupyter.errors import DefinitionError
 
 if TYPE_CHECKING:
+    import pandas
+
     from raise_jupyter.store import FeatureStore
 
 logger = logging.getLogger(__name__)
@@ -87,3 +89,25 @@ def record(
         logger.warning("Could not record the training set %s in the catalog: %s", name or "(unnamed)", error)
         return None
     return int(result.inserted_primary_key[0])
+
+
+def history(store: FeatureStore) -> pandas.DataFrame:
+    """Return the recorded training sets of the store's namespace, newest first."""
+    import pandas as pd
+
+    records = tables.training_sets
+    with store._catalog.read() as conn:
+        rows = conn.execute(
+            sa.select(records).where(records.c.namespace == store.namespace).order_by(records.c.id.desc())
+        ).all()
+    return pd.DataFrame(
+        {
+            "id": [row.id for row in rows],
+            "name": [row.name for row in rows],
+            "user": [row.user for row in rows],
+            "created_at": [as_utc(row.created_at) for row in rows],
+            "features": [list(row.features) for row in rows],
+            "versions": [{read["name"]: read["version"] for read in row.groups} for row in rows],
+            "spine_rows": [row.spine_rows for row in rows],
+        }
+    )

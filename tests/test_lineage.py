@@ -213,6 +213,25 @@ def test_training_set_recorded(fs: FeatureStore, signals, monkeypatch: pytest.Mo
     assert [(g["name"], g["version"]) for g in row.groups] == [("user-signals", signals.version)]
 
 
+def test_training_sets_listed(fs: FeatureStore, signals, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAISE_USER", "ada")
+    first = signals.version
+    fs.get_training_data(spine(), ["user-signals.ctr"], name="old", as_of=first)
+    ingest(signals, day=2)
+    fs.get_training_data(spine(day=21), ["user-signals.*"])
+
+    frame = fs.training_sets()
+
+    assert frame.columns.tolist() == ["id", "name", "user", "created_at", "features", "versions", "spine_rows"]
+    assert frame["id"].tolist() == [2, 1]
+    assert frame["name"].isna().tolist() == [True, False]
+    assert frame["name"].tolist()[1] == "old"
+    assert frame["user"].tolist() == ["ada", "ada"]
+    assert frame["versions"].tolist() == [{"user-signals": signals.version}, {"user-signals": first}]
+    assert frame["features"].tolist()[1] == ["user-signals.ctr"]
+    assert str(frame["created_at"].dt.tz) == "UTC"
+
+
 def test_every_training_call_recorded(fs: FeatureStore, signals) -> None:
     fs.get_training_data(spine(), ["user-signals.*"])
     fs.get_training_data(spine(), ["user-signals.ctr"])
