@@ -86,7 +86,7 @@ def record(
                 )
             )
     except sa.exc.SQLAlchemyError as error:
-        logger.warning("Could not record the training set %s in the catalog: %s", name or "(unnamed)", error)
+        logger.warning("Recording the training set %s in the catalog failed: %s", name or "(unnamed)", error)
         return None
     return int(result.inserted_primary_key[0])
 

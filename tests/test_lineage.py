@@ -286,7 +286,7 @@ def test_training_set_record_failure_logged(
 
     assert training.training_set_id is None
     assert training.to_pandas()["ctr"].tolist() == [0.3, 0.2]
-    assert "Could not record the training set churn" in caplog.text
+    assert "Recording the training set churn in the catalog failed" in caplog.text
     with pytest.raises(NotFoundError, match="recording it failed"):
         fs.lineage(training)
 
