@@ -242,15 +242,3 @@ def _check_derived_columns(layout: GroupLayout) -> None:
         parsed = expressions.parse_expression(expr, what=f"derived feature {name!r}")
         others = [column for column in layout.names if column != name]
         expressions.check_columns(parsed, others, what=f"derived feature {name!r}")
-
-
-def dependents_of(name: str, definitions: Sequence[Definition]) -> list[str]:
-    """Return the derived features whose expressions use column ``name``."""
-    users = []
-    for definition in definitions:
-        if definition.derived_from is None or definition.name == name:
-            continue
-        parsed = expressions.parse_expression(definition.derived_from, what=f"derived feature {definition.name!r}")
-        if name.lower() in parsed.columns:
-            users.append(definition.name)
-    return users

@@ -475,17 +475,30 @@ class FeatureGroup:
         return self._define([spec], replace=True)[0]
 
     @guarded(access.DELETE, kind="feature", name=lambda self, a: f"{self.name}.{a['name']}")
-    def delete_feature(self, name: str) -> None:
+    def delete_feature(self, name: str, *, cascade: bool = False) -> None:
         """Delete a feature from the group's definition.
 
         Reads no longer return it, at any table version. The values of a stored feature stay
         in the table's files, in a column that no feature uses. Creating the feature again gives
         it a new column, so old values never reappear. Deleting creates no table version.
+
+        Parameters
+        ----------
+        name
+            The feature to delete; keys and the event time cannot be deleted.
+        cascade
+            Also delete what uses the feature: derived features computed from it (and from
+            those, transitively), alerts and live tables on any of them, and jobs that name one
+            of them in a source's ``columns`` or ``where`` filter or as the embedding input.
+            Without it, a feature with such dependents raises ConflictError listing them.
+            Recorded training sets never block a delete.
         """
+        from raise_jupyter import dependencies
+
         names.validate_feature_name(name)
         with self._catalog.write() as conn:
-            record = self._catalog.get_group_by_id(conn, self._id)
-            current = self._catalog.list_features(conn, self._id)
+            record = self._current(self._catalog.get_group_by_id(conn, self._id))
+            current = self._catalog.list_features(conn, self._id) if record is not None else []
             target = next((f for f in current if f.name == name), None)
             if record is None or target is None:
                 known = [f.name for f in current]
@@ -496,12 +509,16 @@ class FeatureGroup:
             if name in (record.keys or ()) or name == record.event_time:
                 role = "a key" if name in (record.keys or ()) else "the event time"
                 raise DefinitionError(f"Feature {name!r} is {role} of group {self.name!r} and cannot be deleted.")
-            users = definitions.dependents_of(name, [definitions.definition_of(f) for f in current])
-            if users:
-                raise DefinitionError(
-                    f"Feature {name!r} is used by derived features {users}; delete or change those first."
-                )
+            snapshot = dependencies.load(self._catalog, conn, self.namespace)
+            dependents = dependencies.dependents_of_feature(snapshot, self._id, name)
+            if dependents and not cascade:
+                raise ConflictError(dependencies.rejection_message(f"Feature '{self.name}.{name}'", dependents))
+            if dependents:
+                # The audit entry of this delete names what the cascade removed with it.
+                audit.note(cascaded=dependents.describe())
+            live_ids = dependencies.delete_dependents(self._catalog, conn, dependents)
             self._catalog.delete_feature(conn, target.id)
+        self._store._remove_live_files(live_ids)
         logger.info("Deleted feature %s.%s", self.name, name)
 
     # -- ingest -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ _SYMBOLS = {"<": "less_than", ">": "greater_than", "==": "equals", "!=": "not_eq
 
 ALERT_KEYS = ("feature", "metrics", "group_by", "where", "condition", "notify", "schedule", "on_ingest", "replace")
 LIVE_KEYS = ("feature", "metrics", "bins", "top", "group_by", "where", "refresh", "replace")
-TRAINING_KEYS = ("spine", "features", "timestamp_column", "key_map", "full_names")
+TRAINING_KEYS = ("spine", "features", "timestamp_column", "key_map", "full_names", "name")
 
 
 def read_document(body: str, *, cell: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
@@ -141,5 +141,5 @@ def training_data(store: Any, document: Mapping[str, Any], *, lookup: Callable[[
     features = document["features"]
     if isinstance(features, str):
         features = [features]
-    options = {key: document[key] for key in ("timestamp_column", "key_map", "full_names") if key in document}
+    options = {key: document[key] for key in ("timestamp_column", "key_map", "full_names", "name") if key in document}
     return store.get_training_data(rows, features, **options)

@@ -36,6 +36,8 @@ HELP = """Raise magics (load with %load_ext raise_jupyter):
   %raise dist GROUP.FEATURE [--bins 50] [--where SQL]   a distribution
   %raise lookup GROUP.FEATURE ... --key NAME=V1,V2   online lookup of the latest values
   %raise alerts | %raise jobs             the alerts or jobs of the active store
+  %raise lineage REFERENCE                what feeds GROUP.FEATURE, GROUP, job:NAME, alert:NAME,
+                                          live:NAME or training:NAME, and what it feeds
   %raise help                             this text
 
   %%raise [-o NAME]                       a SQL query; groups are tables by name; {{var}} binds
@@ -52,7 +54,7 @@ HELP = """Raise magics (load with %load_ext raise_jupyter):
                                           (or bins), group_by, where, refresh
   %%raise training [-o NAME]              a point-in-time training set; YAML keys spine
                                           (a variable or a SELECT query), features,
-                                          timestamp_column, key_map
+                                          timestamp_column, key_map, name
 """
 
 _PLACEHOLDER = re.compile(r"(?<!\{)\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}(?!\})")
@@ -105,6 +107,7 @@ class RaiseMagics(Magics):
             "lookup": self._lookup,
             "alerts": lambda args: _AlertList(active.current_store()),
             "jobs": lambda args: active.current_store().list_jobs(),
+            "lineage": self._lineage,
         }
         if command not in handlers:
             raise UsageError(f"Unknown %raise command {command!r}. Commands: {', '.join(handlers)}, help.")
@@ -124,6 +127,11 @@ class RaiseMagics(Magics):
         if len(words) != 1:
             raise UsageError("Usage: %raise show GROUP")
         return active.current_store().get_feature_group(words[0])
+
+    def _lineage(self, words: list[str]) -> Any:
+        if len(words) != 1:
+            raise UsageError("Usage: %raise lineage REFERENCE, such as user-signals.ctr, user-signals or alert:ctr-drop")
+        return active.current_store().lineage(words[0])
 
     def _ingest(self, words: list[str]) -> Any:
         parser = _Parser(prog="%raise ingest", add_help=False)
@@ -513,7 +521,7 @@ class _AlertList(list):
         return rich_bundle(editor, text=list.__repr__(self), html=html)
 
 
-COMMANDS = ["use", "groups", "show", "ingest", "analyze", "dist", "lookup", "alerts", "jobs", "help"]
+COMMANDS = ["use", "groups", "show", "ingest", "analyze", "dist", "lookup", "alerts", "jobs", "lineage", "help"]
 
 
 def complete(line: str, symbol: str) -> list[str]:
@@ -531,7 +539,7 @@ def complete(line: str, symbol: str) -> list[str]:
     command = done[0]
     if command in ("show", "ingest", "dist", "analyze") and len(done) == 1:
         return _references(symbol, features=command in ("dist", "analyze"))
-    if command == "lookup":
+    if command in ("lookup", "lineage"):
         return _references(symbol, features=True)
     if command == "analyze" and len(done) >= 2:
         from raise_jupyter.analysis import METRICS

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from raise_jupyter.alerts import Alert
     from raise_jupyter.jobs import Job
+    from raise_jupyter.lineage import Lineage
     from raise_jupyter.live import LiveTable
     from raise_jupyter.tokens import CreatedToken
 
@@ -462,25 +463,29 @@ class FeatureStore:
             records = self._catalog.list_groups(conn, self.namespace)
         return [FeatureGroup(self, record) for record in records]
 
-    def _remove_schedules_of_group(self, conn: sa.Connection, group_id: int) -> list[int]:
-        """Remove the scheduled tasks of a group's alerts and live tables; return the live table ids.
-
-        The catalog deletes the alerts and live tables themselves with the group (ON DELETE CASCADE).
-        """
-        from raise_jupyter import scheduler
-        from raise_jupyter.engine import tables
-
-        alert_ids = conn.execute(sa.select(tables.alerts.c.id).where(tables.alerts.c.group_id == group_id)).scalars().all()
-        live_ids = conn.execute(sa.select(tables.live_tables.c.id).where(tables.live_tables.c.group_id == group_id)).scalars().all()
-        for alert_id in alert_ids:
-            scheduler.remove_task(conn, "alert", int(alert_id))
+    def _remove_live_files(self, live_ids: list[int]) -> None:
+        """Remove the result files of deleted live tables, after their catalog rows are gone."""
         for live_id in live_ids:
-            scheduler.remove_task(conn, "live_table", int(live_id))
-        return [int(i) for i in live_ids]
+            shutil.rmtree(self.root / "live" / str(live_id), ignore_errors=True)
 
     @guarded(access.DELETE_GROUP, kind="feature_group", name="name")
-    def delete_feature_group(self, name: str, *, missing_ok: bool = False) -> None:
-        """Delete a feature group with its definitions and all of its stored data."""
+    def delete_feature_group(self, name: str, *, missing_ok: bool = False, cascade: bool = False) -> None:
+        """Delete a feature group with its definitions and all of its stored data.
+
+        Parameters
+        ----------
+        name
+            The group to delete.
+        missing_ok
+            Return quietly when the group does not exist, instead of raising NotFoundError.
+        cascade
+            Also delete what uses the group: its alerts and live tables, and the jobs that read
+            it or write it. Without it, a group with such dependents raises ConflictError
+            listing them. The group's own derived features are deleted with it either way, and
+            recorded training sets never block a delete.
+        """
+        from raise_jupyter import dependencies
+
         names.validate_group_name(name)
         with self._catalog.write() as conn:
             record = self._catalog.get_group(conn, self.namespace, name)
@@ -488,10 +493,16 @@ class FeatureStore:
                 if missing_ok:
                     return
                 raise NotFoundError(f"Feature group {name!r} does not exist in namespace {self.namespace!r}.")
-            live_ids = self._remove_schedules_of_group(conn, record.id)
+            snapshot = dependencies.load(self._catalog, conn, self.namespace)
+            dependents = dependencies.dependents_of_group(snapshot, record.id)
+            if dependents and not cascade:
+                raise ConflictError(dependencies.rejection_message(f"Feature group {name!r}", dependents))
+            if dependents:
+                # The audit entry of this delete names what the cascade removed with it.
+                audit.note(cascaded=dependents.describe())
+            live_ids = dependencies.delete_dependents(self._catalog, conn, dependents)
             self._catalog.delete_group(conn, record.id)
-        for live_id in live_ids:
-            shutil.rmtree(self.root / "live" / str(live_id), ignore_errors=True)
+        self._remove_live_files(live_ids)
         offline.delete_table(self.root / record.table_path, self.root / "trash")
         online_store(self.root).drop(record.id)
         logger.info("Deleted feature group %s/%s", self.namespace, name)
@@ -650,7 +661,53 @@ class FeatureStore:
 
         return scheduler.start_scheduler(self.root, poll_interval=poll_interval)
 
+    # -- lineage ----------------------------------------------------------------------------
+
+    @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
+    def lineage(self, reference: Any) -> Lineage:
+        """Return what feeds a feature, group, job, alert, live table or training set, and what it feeds.
+
+        The graph is computed from the stored definitions. Derived features depend on their
+        inputs, and alerts and live tables on the features their analysis uses. Jobs read
+        their source groups (or the source columns they name) and write their target group.
+        Training sets depend on the features and table versions they read.
+
+        Parameters
+        ----------
+        reference
+            ``"group.feature"``, ``"group"``, ``"job:NAME"``, ``"alert:NAME"``, ``"live:NAME"``,
+            ``"training:NAME"`` (the newest training set of that name) or ``"training:#ID"``;
+            or the ``FeatureGroup``, ``Feature``, ``Job``, ``Alert``, ``LiveTable`` or
+            ``TrainingData`` object.
+
+        Returns
+        -------
+        Lineage
+            Nodes and edges with ``upstream``, ``downstream`` and ``to_pandas()``; it prints as
+            a text tree and displays as a diagram in notebooks.
+
+        Examples
+        --------
+        >>> fs.lineage("user-signals.ctr")  # doctest: +SKIP
+        >>> fs.lineage("user-signals.ctr").to_pandas()  # doctest: +SKIP
+        """
+        from raise_jupyter.lineage import lineage
+
+        return lineage(self, reference)
+
     # -- training data ----------------------------------------------------------------------
+
+    @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
+    def training_sets(self) -> pandas.DataFrame:
+        """Return the recorded ``get_training_data`` calls of this namespace, newest first.
+
+        The columns are ``id`` (for ``fs.lineage("training:#ID")``), ``name``, ``user``,
+        ``created_at`` (UTC), ``features``, ``versions`` (the table version read from each
+        group) and ``spine_rows``.
+        """
+        from raise_jupyter import training_sets
+
+        return training_sets.history(self)
 
     @guarded(access.READ, kind="namespace", name=lambda self, _: self.namespace)
     def get_training_data(
@@ -662,6 +719,7 @@ class FeatureStore:
         key_map: Mapping[str, str] | None = None,
         full_names: bool = False,
         as_of: Any = None,
+        name: str | None = None,
     ) -> TrainingData:
         """Join feature values onto a spine as of each spine row's timestamp, without leakage.
 
@@ -690,6 +748,10 @@ class FeatureStore:
         as_of
             Table versions to read, as ``TrainingData.versions`` returns them (a dict of group
             name to version), or one version or timestamp for every group.
+        name
+            A label for this training set in the catalog's record and in ``fs.lineage``. Every
+            call is recorded, named or not, with the user, the features and the table version
+            read from each group.
 
         Examples
         --------
@@ -697,7 +759,14 @@ class FeatureStore:
         >>> again = fs.get_training_data(labels, [...], as_of=training.versions)             # doctest: +SKIP
         """
         return get_training_data(
-            self, spine, features, timestamp_column=timestamp_column, key_map=key_map, full_names=full_names, as_of=as_of
+            self,
+            spine,
+            features,
+            timestamp_column=timestamp_column,
+            key_map=key_map,
+            full_names=full_names,
+            as_of=as_of,
+            name=name,
         )
 
     # -- online serving ---------------------------------------------------------------------

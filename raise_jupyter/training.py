@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from raise_jupyter import definitions
+from raise_jupyter import definitions, training_sets
 from raise_jupyter.dtypes import parse_dtype
 from raise_jupyter.engine import conform, expressions, pointintime, reader, sortkey, sources
 from raise_jupyter.engine.duck import connection
@@ -77,12 +77,23 @@ class TrainingData(QueryResult):
         identical training set later.
     timestamp_column
         Spine column used as each row's point in time (None when every group is a snapshot).
+    training_set_id
+        Id of the catalog record of this call, for ``fs.lineage(f"training:#{id}")``; None
+        when recording failed.
     """
 
-    def __init__(self, table: pa.Table, *, versions: GroupVersions, timestamp_column: str | None) -> None:
+    def __init__(
+        self,
+        table: pa.Table,
+        *,
+        versions: GroupVersions,
+        timestamp_column: str | None,
+        training_set_id: int | None = None,
+    ) -> None:
         super().__init__(table)
         self.versions: GroupVersions = versions
         self.timestamp_column = timestamp_column
+        self.training_set_id = training_set_id
 
 
 def _parse_references(store: FeatureStore, features: Sequence[str]) -> dict[str, tuple[FeatureGroup, list[str]]]:
@@ -210,8 +221,10 @@ def get_training_data(
     key_map: Mapping[str, str] | None = None,
     full_names: bool = False,
     as_of: Any = None,
+    name: str | None = None,
 ) -> TrainingData:
     """Join feature values onto ``spine`` as of each row's timestamp; see ``FeatureStore.get_training_data``."""
+    set_name = training_sets.validate_name(name)
     # pandas metadata would turn the UTC timestamps back into the spine's own types in to_pandas().
     table = sources.to_arrow_table(spine).replace_schema_metadata(None)
     duplicates = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
@@ -226,6 +239,7 @@ def get_training_data(
     spine_columns: dict[str, Any] = {pointintime.ROW_COLUMN: pa.array(np.arange(table.num_rows, dtype=np.int64))}
     joins = []
     versions: dict[str, int] = {}
+    reads: list[training_sets.GroupRead] = []
     fingerprints: dict[str, str] = {}
     for index, (group_name, (group, names)) in enumerate(by_group.items()):
         alias = f"g{index}"
@@ -243,6 +257,7 @@ def get_training_data(
         )
         files = group._files(_as_of_for(as_of, group_name), record, stats=record.event_time is not None)
         versions[group_name] = files.version
+        reads.append(training_sets.GroupRead(group_name, record.id, record.table_path, files.version))
         stored_sql = reader.relation_sql(store.root, sub_layout, files, include_seq=True)
 
         derived_needed = [n for n in layout.derived if n in names or n in _derived_closure(layout, names)]
@@ -293,7 +308,11 @@ def get_training_data(
     for name in features_table.column_names[1:]:
         table = table.append_column(pa.field(name, output_types[name]), features_table.column(name).cast(output_types[name]))
     logger.info("Built training data: %d rows, %d features from %s", table.num_rows, len(outputs_seen), list(versions))
-    return TrainingData(table, versions=GroupVersions(versions, fingerprints), timestamp_column=ts_column)
+    references = [f"{group_name}.{feature}" for group_name, (_, names) in by_group.items() for feature in names]
+    record_id = training_sets.record(store, name=set_name, features=references, groups=reads, spine_rows=table.num_rows)
+    return TrainingData(
+        table, versions=GroupVersions(versions, fingerprints), timestamp_column=ts_column, training_set_id=record_id
+    )
 
 
 def _derived_closure(layout: reader.GroupLayout, names: list[str]) -> set[str]:

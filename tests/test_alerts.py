@@ -299,10 +299,20 @@ def test_delete_removes_schedule(fs: FeatureStore, signals) -> None:
         fs.get_alert("ctr-drop")
 
 
-def test_deleting_group_removes_its_alerts(fs: FeatureStore, signals) -> None:
+def test_deleting_group_with_alert_rejected(fs: FeatureStore, signals) -> None:
     alert = fs.create_alert("ctr-drop", AVG_CTR, Condition.LESS_THAN(0.01), notify=["log"])
 
-    fs.delete_feature_group("user-signals")
+    with pytest.raises(ConflictError, match="'user-signals' is used by: alert ctr-drop; .*cascade=True"):
+        fs.delete_feature_group("user-signals")
+
+    assert [a.name for a in fs.list_alerts()] == ["ctr-drop"]
+    assert scheduler.task_info(open_catalog(fs.root), "alert", alert._id) is not None
+
+
+def test_deleting_group_cascades_to_alerts(fs: FeatureStore, signals) -> None:
+    alert = fs.create_alert("ctr-drop", AVG_CTR, Condition.LESS_THAN(0.01), notify=["log"])
+
+    fs.delete_feature_group("user-signals", cascade=True)
 
     assert fs.list_alerts() == []
     assert scheduler.task_info(open_catalog(fs.root), "alert", alert._id) is None
@@ -386,7 +396,12 @@ def test_deleted_feature_gives_no_data(fs: FeatureStore, signals, caplog: pytest
     alert = fs.create_alert("ctr-drop", AVG_CTR, Condition.LESS_THAN(0.01), notify=["log"], on_ingest=False)
     ingest_ctr(signals, 0)
     assert alert.evaluate().state == "firing"
-    signals.delete_feature("ctr")
+    # Deleting a watched feature is rejected now, so remove it from the catalog as a store
+    # written by an older release may have.
+    catalog = open_catalog(fs.root)
+    with catalog.write() as conn:
+        ctr = next(f for f in catalog.list_features(conn, signals._id) if f.name == "ctr")
+        catalog.delete_feature(conn, ctr.id)
 
     evaluation = alert.evaluate()
     ran = scheduler.run_due(fs.root, owner="test", now=utcnow() + dt.timedelta(hours=2))

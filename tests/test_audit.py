@@ -256,3 +256,16 @@ def test_audit_log_is_append_only(root: Path, statement: str) -> None:
         conn.execute(statement)
 
     assert len(fs.audit_log()) == 1
+
+
+def test_cascaded_delete_names_what_it_removed(root: Path) -> None:
+    fs = FeatureStore("acme/ml", root=root, user="alice")
+    group = fs.create_feature_group("signals", keys="user_id")
+    group.create_features_from_schema({"user_id": "int64", "clicks": "int64"})
+    fs.create_alert("many-clicks", Aggregation("clicks", ["max"]), Condition.GREATER_THAN(5), group="signals")
+
+    fs.delete_feature_group("signals", cascade=True)
+
+    log = fs.audit_log(path="", action="delete")
+    [detail] = log.loc[log["object"] == "signals", "detail"].tolist()
+    assert detail["cascaded"] == ["alert many-clicks"]

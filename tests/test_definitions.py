@@ -240,8 +240,10 @@ def test_group_namespaces_do_not_nest(root: Path) -> None:
 
 
 def test_feature_delete_used_by_derived(group) -> None:
-    with pytest.raises(DefinitionError, match=r"'clicks' is used by derived features \['ctr'\]"):
+    with pytest.raises(ConflictError, match=r"'user-signals.clicks' is used by: derived feature user-signals.ctr; .*cascade=True"):
         group.delete_feature("clicks")
+
+    assert [f.name for f in group.features if f.name in ("clicks", "ctr")] == ["clicks", "ctr"]
 
 
 def test_feature_delete_key(group) -> None:

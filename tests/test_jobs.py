@@ -228,11 +228,22 @@ def test_delete_job_removes_schedule(fs: FeatureStore, profiles) -> None:
     assert scheduler.task_info(open_catalog(fs.root), "job", job._id) is None
 
 
+def _delete_group_in_catalog(fs: FeatureStore, name: str) -> None:
+    """Delete a group that a job reads, as a store written by an older release may have.
+
+    ``fs.delete_feature_group`` rejects that now unless cascade=True, which deletes the job too.
+    """
+    catalog = open_catalog(fs.root)
+    with catalog.write() as conn:
+        record = catalog.get_group(conn, fs.namespace, name)
+        catalog.delete_group(conn, record.id)
+
+
 def test_recreated_source_group_is_read_again(fs: FeatureStore, profiles) -> None:
     add_profiles(profiles, [1, 2])
     job = fs.create_job("bio-stats", [FeatureGroupSource("user-profiles")], python_transform(bio_length), Target("profile-stats"))
     job.run().wait(60)
-    fs.delete_feature_group("user-profiles")
+    _delete_group_in_catalog(fs, "user-profiles")
     again = fs.create_feature_group("user-profiles", keys="user_id", event_time="ts")
     again.create_features_from_schema({"user_id": "int64", "ts": "timestamp", "bio": "string", "age": "int64"})
     add_profiles(again, [7])

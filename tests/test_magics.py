@@ -137,6 +137,7 @@ def test_line_magics(ip, signals) -> None:
     assert dist.values["count"] == {"[1, 5)": 1, "[5, 9]": 2}
     assert ip.run_line_magic("raise", "alerts") == []
     assert ip.run_line_magic("raise", "jobs") == []
+    assert ip.run_line_magic("raise", "lineage user-signals.clicks").root.name == "user-signals.clicks"
     assert "%%raise define GROUP" in repr(ip.run_line_magic("raise", "help"))
 
 
@@ -148,6 +149,7 @@ def test_line_magics(ip, signals) -> None:
         ("analyze user-signals.clicks average", "Unknown metric 'average'"),
         ("dist user-signals.clicks --bins many", "argument --bins: invalid int value"),
         ("show", "Usage: %raise show GROUP"),
+        ("lineage", "Usage: %raise lineage REFERENCE"),
     ],
 )
 def test_usage_errors(ip, signals, line: str, message: str) -> None:
@@ -187,6 +189,7 @@ def test_complete_commands_groups_features_and_metrics(ip, signals) -> None:
     assert completions(ip, "%raise sh") == ["show"]
     assert "user-signals" in completions(ip, "%raise show us")
     assert completions(ip, "%raise analyze user-signals.cl") == ["user-signals.clicks"]
+    assert completions(ip, "%raise lineage user-signals.cl") == ["user-signals.clicks"]
     assert "user-signals.impressions" in completions(ip, "%raise dist user-signals.")
     assert "p99" in completions(ip, "%raise analyze user-signals.clicks avg p9")
     assert "null_rate" in completions(ip, "%raise analyze user-signals.clicks avg null")
@@ -435,7 +438,7 @@ def test_training_cell_with_variable_and_query_spines(ip, signals) -> None:
     ip.user_ns["labels"] = pd.DataFrame({"user_id": [3, 1], "ts": pd.to_datetime(["2024-01-05", "2023-12-31"], utc=True)})
     ip.user_ns["cutoff"] = 2
 
-    from_variable = ip.run_cell_magic("raise", "training -o from_variable", "spine: labels\nfeatures: [user-signals.clicks]")
+    from_variable = ip.run_cell_magic("raise", "training -o from_variable", "spine: labels\nfeatures: [user-signals.clicks]\nname: labels-v1")
     from_query = ip.run_cell_magic(
         "raise",
         "training",
@@ -447,6 +450,7 @@ def test_training_cell_with_variable_and_query_spines(ip, signals) -> None:
     assert pd.isna(ip.user_ns["from_variable"]["clicks"].tolist()[1])
     assert from_variable.to_pandas()["clicks"].tolist()[0] == 9
     assert from_query.to_pandas()["clicks"].tolist() == [1, 5]
+    assert ip.run_line_magic("raise", "lineage training:labels-v1").upstream[0].name == "user-signals.clicks"
     with pytest.raises(UsageError, match="spine 'nothing' names no variable"):
         ip.run_cell_magic("raise", "training", "spine: nothing\nfeatures: [user-signals.clicks]")
     with pytest.raises(UsageError, match="'x <<' does not apply to %%raise alert"):

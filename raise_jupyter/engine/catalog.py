@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 _watchers = threading.local()
 
 # Newest migration; a test checks that it matches the head of the migration scripts.
-CATALOG_REVISION = "0009"
+CATALOG_REVISION = "0010"
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"

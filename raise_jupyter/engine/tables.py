@@ -333,3 +333,25 @@ audit_log = sa.Table(
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Index("ix_audit_log_at", "at"),
 )
+
+# -- lineage (revision 0010) ---------------------------------------------------------------------
+
+# One row per get_training_data call. Rows are history: deleting a group or feature keeps them.
+training_sets = sa.Table(
+    "training_sets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("namespace", sa.String(400), nullable=False),
+    # The name passed as get_training_data(name=...); NULL when none was given.
+    sa.Column("name", sa.String(200), nullable=True),
+    # The FeatureStore user (RAISE_USER, else the login name), as given: not authenticated.
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The requested features as "group.feature", with "group.*" expanded.
+    sa.Column("features", sa.JSON, nullable=False),
+    # One entry per group read: {"name", "id", "table_path", "version"}. The table path
+    # distinguishes a group from a later group of the same name, because SQLite reuses deleted ids.
+    sa.Column("groups", sa.JSON, nullable=False),
+    sa.Column("spine_rows", sa.BigInteger, nullable=False),
+    sa.Index("ix_training_sets_namespace", "namespace"),
+)
