@@ -16,7 +16,7 @@ import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
 from raise_jupyter import active
 from raise_jupyter.errors import RaiseError
@@ -80,6 +80,9 @@ class _Parser(argparse.ArgumentParser):
 class RaiseMagics(Magics):
     """``%raise`` and ``%%raise``."""
 
+    # Without no_var_expand, IPython would replace {name} and $name in the line with Python
+    # values, which would paste text into SQL such as --where "x ~ 'a{2}'".
+    @no_var_expand
     @line_cell_magic("raise")
     def raise_magic(self, line: str, cell: str | None = None) -> Any:
         try:
@@ -142,6 +145,10 @@ class RaiseMagics(Magics):
         args = parser.parse_args(words)
         data = _ingest_source(args.source, self.shell.user_ns)
         if args.where is not None:
+            from raise_jupyter.engine import expressions
+
+            # One row-level condition: no subqueries, UNION, LIMIT or further statements.
+            expressions.parse_expression(args.where, what="--where")
             data = _query_rows(data, f"SELECT * FROM source WHERE {args.where}", args.source)
         group = active.current_store().get_feature_group(args.group)
         return group.ingest(data, mode=args.mode)
@@ -441,23 +448,40 @@ def _attribute(value: Any, name: str, source: str) -> Any:
 
 
 def _query_rows(data: Any, query: str, source: str) -> Any:
-    """Run ``query`` over ``data`` (any ingest input), which it reads as the table ``source``.
+    """Run one SELECT ``query`` over ``data`` (any ingest input), which it reads as the table ``source``.
 
-    The query runs in DuckDB with no file access, so it can shape the rows but read nothing else.
+    The query runs on a DuckDB connection of its own, with no file access, that is closed
+    afterwards, so it can shape the rows but neither read files nor leave tables behind.
     """
     import duckdb
 
-    from raise_jupyter.engine import duck, sources
+    from raise_jupyter.engine import sources
+
+    statements = _statements(query, source)
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise UsageError(f"The query over {source!r} must be one SELECT statement, such as SELECT * FROM source WHERE ...")
 
     table = sources.to_arrow_table(data)
-    cursor = duck.connection(None).cursor()
+    connection = duckdb.connect(":memory:", config={"autoload_known_extensions": False, "autoinstall_known_extensions": False})
     try:
-        cursor.register("source", table)
-        return cursor.sql(query).to_arrow_table()
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.execute("SET enable_external_access = false")
+        connection.execute("SET lock_configuration = true")
+        connection.register("source", table)
+        return connection.sql(query).to_arrow_table()
     except (duckdb.Error, ValueError, TypeError) as error:
         raise UsageError(f"The query over {source!r} failed: {str(error).splitlines()[0]}") from None
     finally:
-        cursor.close()
+        connection.close()
+
+
+def _statements(query: str, source: str) -> list[Any]:
+    import duckdb
+
+    try:
+        return duckdb.extract_statements(query)
+    except duckdb.Error as error:
+        raise UsageError(f"The query over {source!r} failed: {str(error).splitlines()[0]}") from None
 
 
 def _entity_values(text: str, group: Any) -> tuple[str, list[Any]]:

@@ -455,3 +455,39 @@ def test_training_cell_with_variable_and_query_spines(ip, signals) -> None:
         ip.run_cell_magic("raise", "training", "spine: nothing\nfeatures: [user-signals.clicks]")
     with pytest.raises(UsageError, match="'x <<' does not apply to %%raise alert"):
         ip.run_cell_magic("raise", "x << alert a", ALERT)
+
+
+def test_braces_and_dollars_reach_sql_unchanged(ip, signals) -> None:
+    ip.user_ns["impressions"] = 999
+
+    result = ip.run_line_magic("raise", "analyze user-signals.clicks count --where \"regexp_matches(CAST(clicks AS VARCHAR), '^[59]{1}$') AND '$impressions' <> ''\"")
+
+    assert result.to_pandas()["count"].tolist() == [2]
+
+
+@pytest.mark.parametrize(
+    ("line", "body"),
+    [
+        ("ingest user-signals --from raw", "CREATE TABLE leftover AS SELECT * FROM source; SELECT * FROM source"),
+        ("ingest user-signals --from raw", "SELECT * FROM source; DROP TABLE IF EXISTS x"),
+        ("ingest user-signals --from raw", "-- only a comment"),
+        ("ingest user-signals --from raw", "ATTACH ':memory:' AS other"),
+    ],
+)
+def test_ingest_cell_takes_one_select(ip, signals, line: str, body: str) -> None:
+    ip.user_ns["raw"] = NEW_ROWS
+
+    with pytest.raises(UsageError, match="must be one SELECT statement"):
+        ip.run_cell_magic("raise", line, body)
+
+    assert signals.count() == 3
+
+
+@pytest.mark.parametrize("where", ["clicks > 1 LIMIT 1", "1=1) UNION ALL SELECT * FROM source WHERE (1=1", "1=1; SELECT 1"])
+def test_ingest_where_is_one_condition(ip, signals, where: str) -> None:
+    ip.user_ns["raw"] = NEW_ROWS.drop(columns="note")
+
+    with pytest.raises(UsageError, match="--where"):
+        ip.run_line_magic("raise", f'ingest user-signals raw --where "{where}"')
+
+    assert signals.count() == 3

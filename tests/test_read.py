@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -223,3 +224,19 @@ def test_sql_rejects_statements(fs: FeatureStore, query: str, message: str) -> N
 def test_sql_unknown_group_lists_groups(fs: FeatureStore, group) -> None:
     with pytest.raises(QueryError, match=r"user_signals.*Feature groups of namespace 'acme/ml/engagement': \"user-signals\""):
         fs.sql("SELECT * FROM user_signals")
+
+
+@pytest.mark.parametrize("folder", ["with space", "josé", "50% off", "a#b@c:d$e{f;g&h=i,j'k", "q?r"])
+def test_store_root_with_odd_characters(tmp_path: Path, folder: str) -> None:
+    fs = FeatureStore("acme/ml", root=tmp_path / folder)
+    group = fs.create_feature_group("signals", keys="user_id", online=True)
+    group.create_features_from_schema({"user_id": "int64", "clicks": "int64"})
+    group.create_feature("double", dtype="int64", derived_from="clicks * 2")
+    first = group.ingest({"user_id": [1, 2], "clicks": [3, 4]})
+    group.ingest({"user_id": [3], "clicks": [5]})
+
+    assert group.count() == 3
+    assert group.count(as_of=first.version) == 2
+    assert fs.sql('SELECT sum("double") AS total FROM signals').to_pandas()["total"].tolist() == [24]
+    assert group.compact()["files_merged"] == 2
+    assert fs.get_online_features(["signals.double"], entities={"user_id": [3]}).to_pandas()["double"].tolist() == [10]

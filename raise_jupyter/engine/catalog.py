@@ -406,8 +406,10 @@ def _alembic_config(engine: sa.Engine, connection: sa.Connection | None = None) 
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # Alembic's options go through configparser interpolation, so a "%" (as in the URL-escaped
+    # path of a root named "josé" or "50%") must be doubled.
+    config.set_main_option("script_location", str(_MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     config.attributes["connection"] = connection
     return config
 

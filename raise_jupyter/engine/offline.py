@@ -15,6 +15,7 @@ import logging
 import math
 import shutil
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -215,8 +216,9 @@ def _files_of(table: DeltaTable, stats: bool) -> TableFiles:
         ordered = [name for _, name in sorted(zip(times, names))]
     else:
         ordered = []
-    root = Path(table.table_uri.removeprefix("file://"))
-    paths = [str(root / name) for name in ordered]
+    # The table URI and the paths of the Delta log are URL-escaped ("with%20space").
+    root = Path(urllib.parse.unquote(table.table_uri.removeprefix("file://")))
+    paths = [str(root / urllib.parse.unquote(name)) for name in ordered]
     columns = {f.name: f.type for f in pa.schema(table.schema().to_arrow())}
     return TableFiles(version=table.version(), paths=paths, columns=columns, stats=actions if stats else None)
 
