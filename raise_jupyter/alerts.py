@@ -506,12 +506,16 @@ def _prune_history(conn: sa.Connection, alert_id: int) -> None:
 def _deliver_soon(store: FeatureStore, *, log_ids: list[int]) -> None:
     """Write ``log`` notifications now, and try to send the others in a background thread.
 
-    Log records cannot fail or block, and writing them in the evaluating thread puts them under
-    the notebook cell that caused them. The outbox keeps what fails for a worker.
+    Writing log records in the evaluating thread puts them under the notebook cell that caused
+    them. A slow logging handler therefore slows the ingest down. The outbox keeps what fails for a worker.
     """
     root = store.root
     if log_ids:
-        notify.deliver_due(root, store._catalog, owner=scheduler.make_owner_id(), ids=log_ids)
+        try:
+            notify.deliver_due(root, store._catalog, owner=scheduler.make_owner_id(), ids=log_ids)
+        except Exception:
+            # A failing logging handler must not stop the other channels; the worker retries.
+            logger.exception("Writing log notifications failed; they stay in the outbox for the worker")
 
     def deliver() -> None:
         from raise_jupyter.store import open_catalog

@@ -23,12 +23,13 @@ _ARITY = {
     "not_equals": 1,
     "changed_by": 1,
 }
-_FORMS = "LESS_THAN(x), GREATER_THAN(x), BETWEEN(a, b), OUTSIDE(a, b), EQUALS(x), NOT_EQUALS(x), CHANGED_BY(percent)"
+_FORM_LIST = ("LESS_THAN(x)", "GREATER_THAN(x)", "BETWEEN(a, b)", "OUTSIDE(a, b)", "EQUALS(x)", "NOT_EQUALS(x)", "CHANGED_BY(percent)")
+_FORMS = ", ".join(_FORM_LIST)
 
 
 def _number(value: object, *, operator: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise DefinitionError(f"Condition.{operator.upper()} needs numbers, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DefinitionError(f"Condition.{operator.upper()} needs finite numbers, got {value!r}.")
     return float(value)
 
 
@@ -50,7 +51,8 @@ class Condition:
 
     def __post_init__(self) -> None:
         if self.operator not in _ARITY:
-            raise DefinitionError(f"Unknown condition {self.operator!r}; use Condition.{_FORMS.replace(', ', ', Condition.')}.")
+            forms = ", ".join(f"Condition.{form}" for form in _FORM_LIST)
+            raise DefinitionError(f"Unknown condition {self.operator!r}; use {forms}.")
         operands = tuple(_number(v, operator=self.operator) for v in self.operands)
         if len(operands) != _ARITY[self.operator]:
             raise DefinitionError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,11 +27,15 @@ logger = logging.getLogger(__name__)
 
 _CALL = re.compile(r"^\s*([A-Za-z_]+)\s*\(([^()]*)\)\s*$")
 _SYMBOL = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$")
+# A finite decimal number in ASCII digits, such as 60, -0.5 or 1e3.
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
 _SYMBOLS = {"<": "less_than", ">": "greater_than", "==": "equals", "!=": "not_equals"}
 
 ALERT_KEYS = ("feature", "metrics", "group_by", "where", "condition", "notify", "schedule", "on_ingest", "replace")
 LIVE_KEYS = ("feature", "metrics", "bins", "top", "group_by", "where", "refresh", "replace")
 TRAINING_KEYS = ("spine", "features", "timestamp_column", "key_map", "full_names", "name")
+BOOLEAN_KEYS = ("replace", "on_ingest", "full_names")
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def read_document(body: str, *, cell: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
@@ -42,7 +47,7 @@ def read_document(body: str, *, cell: str, allowed: tuple[str, ...], required: t
     except yaml.YAMLError as error:
         raise UsageError(f"The {cell} cell is not valid YAML: {error}") from None
     if not isinstance(document, dict):
-        raise UsageError(f"The {cell} cell must be a YAML mapping such as 'feature: flights.dep_delay', got {document!r}.")
+        raise UsageError(f"The {cell} cell must be a YAML mapping such as 'feature: flights.dep_delay', got {short(document)}.")
 
     unknown = sorted(str(key) for key in document if key not in allowed)
     if unknown:
@@ -50,7 +55,28 @@ def read_document(body: str, *, cell: str, allowed: tuple[str, ...], required: t
     missing = [key for key in required if key not in document]
     if missing:
         raise UsageError(f"The {cell} cell needs the keys {missing}; see %raise help.")
+    for key, value in document.items():
+        _check_value(cell, key, value)
     return document
+
+
+def _check_value(cell: str, key: str, value: Any) -> None:
+    """Check that a cell's value is a scalar, a flat list of scalars or a flat mapping of them."""
+    if key in BOOLEAN_KEYS and not isinstance(value, bool):
+        raise UsageError(f"{key} in the {cell} cell must be true or false, got {short(value)}.")
+    if isinstance(value, list):
+        nested = not all(isinstance(item, _SCALARS) for item in value)
+    elif isinstance(value, dict):
+        nested = not all(isinstance(k, str) and isinstance(v, _SCALARS) for k, v in value.items())
+    else:
+        nested = not isinstance(value, _SCALARS)
+    if nested:
+        raise UsageError(f"{key} in the {cell} cell must be a value or a flat list of values, got {short(value)}.")
+
+
+def short(value: Any) -> str:
+    """Return a repr of ``value`` cut to a few dozen characters, however large or deep it is."""
+    return reprlib.repr(value)
 
 
 def parse_condition(text: Any) -> Condition:
@@ -65,33 +91,33 @@ def parse_condition(text: Any) -> Condition:
     """
     hint = "Write the condition as GREATER_THAN(60), BETWEEN(1, 5), CHANGED_BY(20) or '> 60'"
     if not isinstance(text, str):
-        raise UsageError(f"{hint}; got {text!r}.")
+        raise UsageError(f"{hint}; got {short(text)}.")
 
     symbol = _SYMBOL.match(text)
     if symbol is not None:
         if symbol.group(1) not in _SYMBOLS:
-            raise UsageError(f"{symbol.group(1)!r} has no alert condition; {hint}.")
+            raise UsageError(f"{symbol.group(1)!r} has no alert condition. {hint}.")
         return Condition(_SYMBOLS[symbol.group(1)], (_number(symbol.group(2), text),))
 
     call = _CALL.match(text)
     if call is None:
-        raise UsageError(f"{hint}; got {text!r}.")
-    operands = tuple(_number(part, text) for part in call.group(2).split(",") if part.strip())
+        raise UsageError(f"{hint}; got {short(text)}.")
+    inside = call.group(2).strip()
+    operands = tuple(_number(part, text) for part in inside.split(",")) if inside else ()
     return Condition(call.group(1).lower(), operands)
 
 
 def _number(text: str, condition: str) -> float:
-    try:
-        return float(text.strip())
-    except ValueError:
-        raise UsageError(f"{text.strip()!r} in the condition {condition!r} is not a number.") from None
+    if not _NUMBER.match(text.strip()):
+        raise UsageError(f"{short(text.strip())} in the condition {short(condition)} is not a number such as 60 or 0.5.")
+    return float(text.strip())
 
 
 def split_reference(reference: Any, *, cell: str) -> tuple[str, str]:
     """Split ``"group.feature"`` into its two names."""
     group, dot, feature = str(reference).partition(".")
     if not isinstance(reference, str) or not dot or not group or not feature:
-        raise UsageError(f"The {cell} cell's feature must be GROUP.FEATURE, such as flights.dep_delay; got {reference!r}.")
+        raise UsageError(f"The {cell} cell's feature must be GROUP.FEATURE, such as flights.dep_delay; got {short(reference)}.")
     return group, feature
 
 

@@ -42,7 +42,7 @@ HELP = """Raise magics (load with %load_ext raise_jupyter):
 
   %%raise [-o NAME]                       a SQL query; groups are tables by name; {{var}} binds
   %%raise NAME <<                         a Python value as a parameter; -o stores the DataFrame
-  %%raise define GROUP [--keys a,b] [--event-time COL] [--online]
+  %%raise define GROUP [--keys a,b] [--event-time COL] [--online] [--replace]
                                           create a group from YAML feature definitions
   %%raise ingest GROUP [--from SOURCE] [--mode upsert]
                                           ingest the rows of the cell's SELECT query, over the
@@ -161,7 +161,14 @@ class RaiseMagics(Magics):
         args = parser.parse_args(words)
         store = active.current_store()
         group, _ = _group_and_feature(args.features[0])
-        entities = dict(_entity_values(text, group) for text in args.key)
+        entities: dict[str, list[Any]] = {}
+        for text in args.key:
+            name, values = _entity_values(text, group)
+            if name in entities:
+                raise UsageError(f"--key {name}=... is given twice; list every value once: --key {name}=V1,V2.")
+            if name not in (group.keys or []):
+                raise UsageError(f"{name!r} is not a key of {group.name!r}; its keys are {group.keys}.")
+            entities[name] = values
         return store.get_online_features(args.features, entities, full_names=args.full_names)
 
     def _analyze(self, words: list[str]) -> Any:
@@ -287,6 +294,7 @@ class RaiseMagics(Magics):
         parser.add_argument("--keys", default=None)
         parser.add_argument("--event-time", default=None)
         parser.add_argument("--online", action="store_true")
+        parser.add_argument("--replace", action="store_true")
         args = parser.parse_args(words)
         try:
             document = yaml.safe_load(body) if body.strip() else {}
@@ -297,12 +305,22 @@ class RaiseMagics(Magics):
         keys = [key.strip() for key in args.keys.split(",")] if args.keys else None
         store = active.current_store()
         defined = {spec.name for spec in specs}
-        existing = set(store.get_feature_group(args.group)._layout_names()) if args.group in {g.name for g in store.list_feature_groups()} else set()
+        exists = args.group in {g.name for g in store.list_feature_groups()}
+        existing = set(store.get_feature_group(args.group)._layout_names()) if exists else set()
         missing = [c for c in [*(keys or []), *([args.event_time] if args.event_time else [])] if c not in defined | existing]
         if missing:
             raise UsageError(f"Keys and event time {missing} are not features of the cell; add them, such as '{missing[0]}: int64'.")
-        group = store.create_feature_group(args.group, keys=keys, event_time=args.event_time, online=args.online)
-        group._define(specs, replace=False)
+        group = store.create_feature_group(
+            args.group, keys=keys, event_time=args.event_time, online=args.online, replace=args.replace
+        )
+        try:
+            group._define(specs, replace=args.replace)
+        except RaiseError:
+            if not exists:
+                # The cell failed as a whole, so the group it created must not stay behind
+                # with keys that the corrected cell would then conflict with.
+                store.delete_feature_group(args.group, missing_ok=True)
+            raise
         return group
 
 
@@ -491,11 +509,18 @@ def _entity_values(text: str, group: Any) -> tuple[str, list[Any]]:
         raise UsageError(f"Write each --key as NAME=V1,V2, such as --key tailnum=N14228,N24211; got {text!r}.")
     name = name.strip()
     dtype = next((f.dtype for f in group.features if f.name == name), "string")
-    convert = int if dtype.startswith("int") else float if dtype.startswith("float") else str
-    try:
-        return name, [convert(value.strip()) for value in values.split(",")]
-    except ValueError:
-        raise UsageError(f"--key {text!r}: {name} is {dtype}, and not every value is one.") from None
+    if not dtype.startswith(("int", "float")):
+        # Text keys are taken as written, spaces included.
+        return name, values.split(",")
+    pattern = _INTEGER if dtype.startswith("int") else _DECIMAL
+    parts = [value.strip() for value in values.split(",")]
+    if not all(pattern.match(part) for part in parts):
+        raise UsageError(f"--key {text!r}: {name} is {dtype}, and not every value is one.")
+    return name, [int(part) if dtype.startswith("int") else float(part) for part in parts]
+
+
+_INTEGER = re.compile(r"^[+-]?\d+$", re.ASCII)
+_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
 
 
 def _split(line: str) -> list[str]:

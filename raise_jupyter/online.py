@@ -176,7 +176,7 @@ def _request_keys(group_name: str, keys: list[str], layout: reader.GroupLayout, 
         try:
             array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(list(values))
             converted = conform.convert_column(key, pa.chunked_array([array]) if isinstance(array, pa.Array) else array, layout.stored[key])
-        except (IngestError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
+        except (IngestError, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as error:
             raise DefinitionError(
                 f"Values of key {key!r} cannot be used as {layout.stored[key].name} keys of group {group_name!r}: {error}"
             ) from None

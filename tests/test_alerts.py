@@ -92,11 +92,12 @@ def test_changed_by_compares_with_previous() -> None:
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: Condition.LESS_THAN("low"), r"LESS_THAN needs numbers, got 'low'"),
+        (lambda: Condition.LESS_THAN("low"), r"LESS_THAN needs finite numbers, got 'low'"),
         (lambda: Condition.BETWEEN(2, 1), r"BETWEEN\(2.0, 1.0\) needs the lower bound first"),
         (lambda: Condition.CHANGED_BY(0), "positive percentage"),
         (lambda: Condition("above", (1,)), "Unknown condition 'above'"),
-        (lambda: Condition.LESS_THAN(float("nan")), "needs numbers"),
+        (lambda: Condition.LESS_THAN(float("nan")), "needs finite numbers"),
+        (lambda: Condition.GREATER_THAN(float("inf")), "needs finite numbers, got inf"),
     ],
 )
 def test_condition_rejects_bad_values(build, message: str) -> None:
@@ -390,6 +391,26 @@ def test_background_delivery_after_evaluation(fs: FeatureStore, signals, smtp, m
         time.sleep(0.05)
     assert [m["Subject"] for m in smtp.messages] == ["[Raise] ctr-drop is firing"]
     assert notify.pending(open_catalog(fs.root)) == []
+
+
+def test_failing_log_handler_keeps_email_going(fs: FeatureStore, signals, smtp, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(record: logging.LogRecord) -> bool:
+        raise RuntimeError("this logging filter is broken")
+
+    monkeypatch.setattr(alerts, "DELIVER_IN_BACKGROUND", True)
+    logging.getLogger("raise_jupyter.notify").addFilter(broken)
+    try:
+        fs.create_alert("ctr-drop", AVG_CTR, Condition.LESS_THAN(0.01), notify=["log", "team@example.com"])
+        ingest_ctr(signals, 0)
+
+        deadline = time.monotonic() + 30
+        while not smtp.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        logging.getLogger("raise_jupyter.notify").removeFilter(broken)
+
+    assert [m["Subject"] for m in smtp.messages] == ["[Raise] ctr-drop is firing"]
+    assert fs.get_alert("ctr-drop").state == "firing"
 
 
 def test_deleted_feature_gives_no_data(fs: FeatureStore, signals, caplog: pytest.LogCaptureFixture) -> None:

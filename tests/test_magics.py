@@ -491,3 +491,31 @@ def test_ingest_where_is_one_condition(ip, signals, where: str) -> None:
         ip.run_line_magic("raise", f'ingest user-signals raw --where "{where}"')
 
     assert signals.count() == 3
+
+
+def test_failed_define_leaves_no_group(ip) -> None:
+    with pytest.raises(UsageError, match="cannot be a key"):
+        ip.run_cell_magic("raise", "define fg --keys x", "x: float64\nval: int64\n")
+
+    fixed = ip.run_cell_magic("raise", "define fg --keys id", "id: int64\nval: int64\n")
+
+    assert fixed.keys == ["id"]
+
+
+def test_define_replace_changes_keys(ip) -> None:
+    ip.run_cell_magic("raise", "define fresh --keys user_id --event-time ts", DEFINE)
+    with pytest.raises(UsageError, match="different definition"):
+        ip.run_cell_magic("raise", "define fresh --keys clicks --event-time ts", DEFINE)
+
+    replaced = ip.run_cell_magic("raise", "define fresh --keys clicks --event-time ts --replace", DEFINE)
+
+    assert replaced.keys == ["clicks"]
+
+
+def test_yaml_values_are_checked(ip, signals) -> None:
+    bomb = "feature: &a [x, x, x]\ncondition: [*a, *a, *a]\n"
+    with pytest.raises(UsageError, match="condition in the %%raise alert cell must be a value or a flat list"):
+        ip.run_cell_magic("raise", "alert bomb", bomb)
+    with pytest.raises(UsageError, match="replace in the %%raise alert cell must be true or false, got 'false'"):
+        ip.run_cell_magic("raise", "alert quoted", ALERT + "replace: 'false'\n")
+    assert active.current_store().list_alerts() == []
