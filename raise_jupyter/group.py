@@ -10,7 +10,9 @@ import datetime as dt
 import logging
 import numbers
 import os
+import random
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from raise_jupyter import access, audit, definitions, names
@@ -64,7 +67,9 @@ class _Unchanged:
 
 
 _UNSET: Any = _Unchanged()
-_COMMIT_ATTEMPTS = 5
+# Attempts at a Delta commit that conflicts with concurrent writers, with growing random waits.
+_COMMIT_ATTEMPTS = 10
+_COMMIT_BACKOFF_SECONDS = 0.05
 DEFAULT_RETENTION = dt.timedelta(days=7)
 
 
@@ -596,8 +601,14 @@ class FeatureGroup:
             raise DefinitionError(f"Upserts into {self.name!r} need keys; set them with group.set_keys(...).")
         columns = [*record.keys, *([record.event_time] if record.event_time else [])]
         if sortkey.has_ties(conformed, columns):
+            counts = conformed.select(columns).group_by(columns).aggregate([([], "count_all")])
+            repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
+            example = {name: repeated.column(name)[0].as_py() for name in columns}
             raise IngestError(
-                f"Upsert data for {self.name!r} has several rows with equal {', '.join(columns)}; keep one row each."
+                f"Upsert data for {self.name!r} has more than one row for {repeated.num_rows:,} "
+                f"{'value' if repeated.num_rows == 1 else 'values'} of {', '.join(columns)}, such as {example}; "
+                "an upsert needs one row each. Keep one, as with "
+                f"df.drop_duplicates({columns!r}, keep='last'), or ingest with mode='append'."
             )
         return columns
 
@@ -791,8 +802,13 @@ class FeatureGroup:
                 return offline.append(self._path, data, batch)
             except offline.CommitFailedError as error:
                 if attempt == _COMMIT_ATTEMPTS:
-                    raise
+                    raise StoreError(
+                        f"Writing to {self.name!r} failed {attempt} times because other processes wrote at the "
+                        f"same time ({error}); nothing of this ingest was written. Ingest again."
+                    ) from error
                 logger.warning("Commit of batch %d to %s failed (%s); retrying", batch, self.name, error)
+                # Random growing waits, so that writers that collided do not collide again.
+                time.sleep(random.uniform(0, min(2.0, _COMMIT_BACKOFF_SECONDS * 2**attempt)))
         raise AssertionError("unreachable")
 
     # -- reads ------------------------------------------------------------------------------

@@ -312,3 +312,16 @@ def test_ingest_decimal_to_float32(fs: FeatureStore) -> None:
     with pytest.raises(IngestError, match=r"cannot be stored as float32 without loss: row 0 \(0-based\) holds Decimal\('16777217'\)"):
         group.ingest({"id": [2], "price": pa.array([decimal.Decimal("16777217")])})
     assert group.count() == 1
+
+
+def test_upsert_with_repeated_keys_names_them(fs: FeatureStore) -> None:
+    from raise_jupyter import IngestError
+
+    group = fs.create_feature_group("plane-hours", keys="plane", event_time="hour")
+    group.create_features_from_schema({"plane": "string", "hour": "timestamp", "delay": "float64"})
+    hours = pd.to_datetime(["2013-01-01 05:00", "2013-01-01 05:00", "2013-01-01 06:00"], utc=True)
+
+    with pytest.raises(IngestError, match=r"more than one row for 1 value of plane, hour, such as \{'plane': 'N1'.*drop_duplicates"):
+        group.ingest({"plane": ["N1", "N1", "N1"], "hour": hours, "delay": [1.0, 2.0, 3.0]}, mode="upsert")
+
+    assert group.count() == 0
