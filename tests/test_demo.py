@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def test_demo_runs_a_notebook_and_reports_it(root: Path, capsys: pytest.CaptureF
     assert code == 0
     assert "== 03-magics.ipynb: ran in" in printed
     assert f"saved with its outputs to {saved}" in printed
-    assert ">>> %%raise alert late-days" in printed
+    assert re.search(r"\[\d+\] %%raise alert late-days", printed)
     assert "state='firing'" in printed
     assert all(cell.outputs for cell in notebook.cells if cell.cell_type == "code")
     # Saved without widget state, so that nbconvert shows each widget's HTML fallback.
@@ -49,6 +50,31 @@ def test_report_cuts_long_outputs() -> None:
 
     text = report(new_notebook(cells=[cell, quiet]))
 
-    assert text.startswith(">>> print(rows)\nline 0\n")
+    assert text.startswith("[ ] print(rows)\nline 0\n")
     assert "line 11\n... (19 more lines)" in text
     assert "x = 1" not in text
+
+
+def test_demo_failure_names_the_notebook_and_saves_it(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A catalog file that is not a database stops the first cell that opens the store.
+    (root / "demo").mkdir(parents=True)
+    (root / "catalog.db").write_text("not a database")
+
+    code = main(["demo", "03-magics", "--root", str(root)])
+    err = capsys.readouterr().err
+
+    assert code == 1
+    assert "error: 03-magics.ipynb failed; the copy saved to" in err
+    assert "A cell raised" in err
+    assert "\x1b[" not in err
+    assert (root / "demo-notebooks" / "03-magics.ipynb").exists()
+
+
+def test_demo_root_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "file"
+    root.write_text("")
+
+    code = main(["demo", "01-flights", "--root", str(root)])
+
+    assert code == 1
+    assert "Cannot create" in capsys.readouterr().err
