@@ -593,11 +593,22 @@ def test_large_descriptions_stay_under_limit(recorder, fs: FeatureStore) -> None
 
 
 def test_close_stops_statistics(recorder, fs: FeatureStore, flights, monkeypatch: pytest.MonkeyPatch) -> None:
+    from raise_jupyter import profile
     from raise_jupyter.widgets import _panel
 
+    # The first batch waits until close() has been called, so the loop must stop after it.
+    closed = threading.Event()
+    real_batch = profile.profile_features
+
+    def gated_batch(*args: object, **kwargs: object) -> object:
+        closed.wait(10)
+        return real_batch(*args, **kwargs)
+
     monkeypatch.setattr(_panel, "PROFILE_BATCH", 1)
+    monkeypatch.setattr(profile, "profile_features", gated_batch)
     panel = GroupPanel(flights)
     panel.close()
+    closed.set()
     panel.wait()
 
     assert len(panel.view.stats) < len(flights.features)
