@@ -429,7 +429,7 @@ def _apply(
         conn.execute(
             tables.alert_events.insert().values(
                 alert_id=alert_id, evaluated_at=now, state=state, previous_state=previous,
-                values=values, message=message, table_version=version,
+                values=_kept_values(values, firing), message=message, table_version=version,
             )
         )
         _prune_history(conn, alert_id)
@@ -441,7 +441,14 @@ def _apply(
         notified = _notifies(previous, state)
         log_ids: list[int] = []
         if notified:
-            payload = {"alert": row.name, "namespace": row.namespace, "state": state, "previous_state": previous, "values": values}
+            payload = {
+                "alert": row.name,
+                "namespace": row.namespace,
+                "state": state,
+                "previous_state": previous,
+                "values": _kept_values(values, firing),
+                "series": len(values),
+            }
             subject = {
                 FIRING: f"[Raise] {row.name} is firing",
                 OK: f"[Raise] {row.name} recovered (ok)",
@@ -457,8 +464,19 @@ def _apply(
     return Evaluation(state, previous, values, firing, version, notified)
 
 
-# Series named in a notification's text; webhooks get every value in the JSON payload.
+# Series named in a notification's text.
 MESSAGE_SERIES = 10
+# Series values kept in each history entry and notification payload, firing series first. The
+# alert itself keeps every series' last value, which CHANGED_BY compares with.
+KEPT_SERIES = 1000
+
+
+def _kept_values(values: dict[str, float | None], firing: list[str]) -> dict[str, float | None]:
+    """Return the values of the firing series and then of the others, at most ``KEPT_SERIES``."""
+    if len(values) <= KEPT_SERIES:
+        return values
+    names = list(dict.fromkeys([*firing, *values]))[:KEPT_SERIES]
+    return {name: values[name] for name in names}
 
 
 def _notifies(previous: str | None, state: str) -> bool:

@@ -34,6 +34,7 @@ from raise_jupyter.errors import (
     IngestError,
     NotFoundError,
     QueryError,
+    RaiseError,
     RaiseWarning,
     StoreError,
 )
@@ -196,6 +197,17 @@ class FeatureGroup:
             f"<table><tr><th>feature</th><th>dtype</th><th>derived from</th><th>description</th></tr>{rows}</table>"
         )
 
+    def _text_summary(self) -> str:
+        """Describe the group in plain text: keys, event time and one line per feature."""
+        record, records = self._load()
+        keys = ", ".join(record.keys or []) or "(not set)"
+        lines = [f"{self.namespace}/{self.name}: keys {keys}, event time {record.event_time or '(not set)'}"]
+        width = max((len(r.name) for r in records), default=0)
+        for r in records:
+            detail = f"= {r.derived_from}" if r.derived_from else (r.description or "")
+            lines.append(f"  {r.name:<{width}}  {r.dtype:<9} {detail}".rstrip())
+        return "\n".join(lines)
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from raise_jupyter.display import rich_bundle
 
@@ -204,7 +216,11 @@ class FeatureGroup:
 
             return GroupPanel(self)
 
-        return rich_bundle(panel, text=repr(self), html=self._repr_html_)
+        try:
+            text = self._text_summary()
+        except RaiseError:
+            text = repr(self)
+        return rich_bundle(panel, text=text, html=self._repr_html_)
 
     def panel(self) -> Any:
         """Return the interactive ``GroupPanel`` of this group (what displaying the group shows)."""

@@ -50,6 +50,15 @@ def ingest_ctr(group, clicks: int, impressions: int = 100, country: str = "de") 
     group.ingest({"user_id": [1], "ts": [utcnow()], "clicks": [clicks], "impressions": [impressions], "country": [country]})
 
 
+def outbox_rows(fs: FeatureStore) -> list[dict]:
+    import sqlalchemy as sa
+
+    from raise_jupyter.engine import tables
+
+    with open_catalog(fs.root).read() as conn:
+        return [dict(row._mapping) for row in conn.execute(sa.select(tables.outbox))]
+
+
 def deliver(fs: FeatureStore, *, after: dt.timedelta = dt.timedelta(0)) -> int:
     return notify.deliver_due(fs.root, open_catalog(fs.root), owner="test", now=utcnow() + after)
 
@@ -267,6 +276,25 @@ def test_message_names_firing_series_and_cuts_long_lists(fs: FeatureStore, signa
     assert "avg[9] = 0 and 2 more met LESS_THAN(0.01) (12 of 30 series)." in message
     assert "avg[10]" not in message
     assert "0.5" not in message
+
+
+def test_many_series_keep_firing_values_first(fs: FeatureStore, signals, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(alerts, "KEPT_SERIES", 20)
+    by_user = Aggregation("ctr", ["avg"], group_by="user_id")
+    alert = fs.create_alert("ctr-by-user", by_user, Condition.LESS_THAN(0.01), notify=["log"], on_ingest=False)
+    users = list(range(50))
+    clicks = [50] * 45 + [0] * 5
+    signals.ingest({"user_id": users, "ts": [utcnow()] * 50, "clicks": clicks, "impressions": [100] * 50})
+
+    evaluation = alert.evaluate()
+    kept = alert.history()["values"].iloc[0]
+    [payload] = [row["payload"] for row in outbox_rows(fs)]
+
+    assert len(evaluation.values) == 50
+    assert len(kept) == 20
+    assert list(kept)[:5] == [f"avg[{user}]" for user in range(45, 50)]
+    assert payload["series"] == 50
+    assert len(payload["values"]) == 20
 
 
 def test_changed_by_uses_previous_evaluation(fs: FeatureStore, signals) -> None:

@@ -35,6 +35,8 @@ CONDITIONS = [
 ]
 METRIC_CHOICES = [*METRICS, "p95", "p99"]
 HISTORY_ROWS = 10
+# Series values of each history entry sent to the browser; the first ones are the firing series.
+SHOWN_SERIES = 50
 EMPTY_FORM = {
     "name": "",
     "group": "",
@@ -156,7 +158,7 @@ class AlertEditor(anywidget.AnyWidget):
             {
                 "evaluated_at": str(row.evaluated_at)[:19],
                 "state": row.state,
-                "values": {str(k): json_number(v) for k, v in (row.values or {}).items()},
+                "values": {str(k): json_number(v) for k, v in list((row.values or {}).items())[:SHOWN_SERIES]},
                 "message": row.message or "",
             }
             for row in history.itertuples()

@@ -171,7 +171,8 @@ def test_group_bundle_outside_kernel(recorder, flights) -> None:
     bundle = flights._repr_mimebundle_()
 
     assert set(bundle) == {"text/plain", "text/html"}
-    assert bundle["text/plain"] == "FeatureGroup(acme/ml/engagement/flights)"
+    assert bundle["text/plain"].startswith("acme/ml/engagement/flights: keys ")
+    assert "\n  dep_delay " in bundle["text/plain"]
     assert "<b>acme/ml/engagement/flights</b>" in bundle["text/html"]
     assert recorder.messages == []
 
