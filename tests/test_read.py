@@ -240,3 +240,14 @@ def test_store_root_with_odd_characters(tmp_path: Path, folder: str) -> None:
     assert fs.sql('SELECT sum("double") AS total FROM signals').to_pandas()["total"].tolist() == [24]
     assert group.compact()["files_merged"] == 2
     assert fs.get_online_features(["signals.double"], entities={"user_id": [3]}).to_pandas()["double"].tolist() == [10]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "catalog.db"])
+def test_sql_cannot_read_store_files_outside_tables(fs: FeatureStore, group, name: str) -> None:
+    (fs.root / "config.yaml").write_text("smtp_url: smtp://user:secret@127.0.0.1:25\n")
+    group.ingest(_batch(0, 3))
+
+    with pytest.raises(QueryError, match="file system operations are disabled|Permission"):
+        fs.sql(f"SELECT * FROM read_text('{fs.root / name}')")
+
+    assert fs.sql('SELECT count(*) AS n FROM "user-signals"').to_pandas()["n"].tolist() == [3]

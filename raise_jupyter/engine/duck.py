@@ -3,8 +3,9 @@
 DuckDB is the query engine here, not the store: it reads the Parquet files of Delta table
 versions and never opens a database file, so any number of processes can query one store.
 
-Queries over a store run on a connection that may read files under that store's root and
-nowhere else (``enable_external_access`` off, ``allowed_directories`` set to the root). So even
+Queries over a store run on a connection that may read the files of that store's tables and
+live tables and nothing else (``enable_external_access`` off, ``allowed_directories`` set to
+``<root>/tables/`` and ``<root>/live/``). So even
 an expression that slipped past the derived-feature checks cannot read other files. Ingest
 reads the user's own files on a separate connection that runs no user SQL. Threads get their own
 cursor from ``connection(root).cursor()``.
@@ -46,7 +47,9 @@ def connection(root: Path | None = None) -> duckdb.DuckDBPyConnection:
         con = _store_connections.get(key)
         if con is None:
             con = _new_connection()
-            directories = [str(root).rstrip("/") + "/"] if root is not None else []
+            # Only the tables and live-table results: the root also holds config.yaml, whose SMTP
+            # URL may carry a password, and the catalog.
+            directories = [f"{str(root / folder).rstrip('/')}/" for folder in ("tables", "live")] if root is not None else []
             if root is not None:
                 # Spill files of large queries go under the root, not the working directory.
                 spill = root / "tmp" / "duckdb"
