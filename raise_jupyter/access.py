@@ -412,6 +412,10 @@ def claim_namespace(conn: sa.Connection, actor: Actor, namespace: str) -> None:
     if not current or has_role(current, actor.user, namespace, "owner"):
         return
     groups = tables.feature_groups
-    count = conn.execute(sa.select(sa.func.count()).select_from(groups).where(groups.c.namespace == namespace)).scalar()
+    # Ownership of a path covers every namespace below it, so only a path that holds no other
+    # group, in it or below it, is new; a group in "acme" must not make its creator owner of
+    # "acme/ml", which someone else created.
+    below = sa.or_(groups.c.namespace == namespace, groups.c.namespace.startswith(f"{namespace}/", autoescape=True))
+    count = conn.execute(sa.select(sa.func.count()).select_from(groups).where(below)).scalar()
     if count == 1:
         _insert_grant(conn, actor, actor.user, "owner", namespace, reason="created the namespace")

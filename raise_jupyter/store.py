@@ -102,6 +102,47 @@ def _check_single_select(query: str) -> None:
         raise DefinitionError(
             f"sql() runs SELECT queries only, got a {kind.name} statement; use DuckDB directly for other statements."
         )
+    _check_no_file_reads(query)
+
+
+# Table functions that compute rows instead of reading them from files.
+_ROW_FUNCTIONS = {"range", "generate_series", "unnest"}
+
+
+def _check_no_file_reads(query: str) -> None:
+    """Reject table functions and file names in FROM, so a query reads only groups and live tables.
+
+    The connection may read every namespace's table files; access control decides which groups
+    a query may name, so it must not reach files by path, such as read_parquet('.../*.parquet').
+    """
+    import json
+
+    cursor = connection().cursor()
+    try:
+        tree = json.loads(cursor.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+    finally:
+        cursor.close()
+
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "TABLE_FUNCTION":
+            name = str((node.get("function") or {}).get("function_name", "")).lower()
+            if name not in _ROW_FUNCTIONS:
+                raise DefinitionError(
+                    f"sql() does not run the table function {name}(): queries read feature groups and live "
+                    "tables by name, such as SELECT * FROM \"user-signals\". Use DuckDB directly for files."
+                )
+        if node.get("type") == "BASE_TABLE" and any(c in str(node.get("table_name", "")) for c in "./\\"):
+            raise DefinitionError(
+                f"sql() reads feature groups and live tables by name, not files such as {node.get('table_name')!r}."
+            )
+        stack.extend(node.values())
 
 
 def _referenced_tables(query: str) -> set[str] | None:

@@ -299,6 +299,17 @@ def test_creating_in_existing_namespace_grants_nothing(alice: FeatureStore) -> N
     assert ("bob", "owner", NAMESPACE) not in grants_of(alice)
 
 
+def test_group_above_other_namespaces_grants_nothing(alice: FeatureStore) -> None:
+    alice.grant("bob", "editor", path="acme")
+    above = store(alice.root, "bob", "acme")
+
+    above.create_feature_group("scratch")
+
+    assert ("bob", "owner", "acme") not in grants_of(alice)
+    with pytest.raises(PermissionDenied, match="bob may not delete"):
+        store(alice.root, "bob").delete_feature_group("user-signals")
+
+
 def test_creating_namespace_needs_editor(alice: FeatureStore) -> None:
     alice.grant("bob", "viewer", path="acme")
     outside = store(alice.root, "bob", "bob/lab")
@@ -451,3 +462,26 @@ def test_listings_show_readable_namespaces_only(alice: FeatureStore, monkeypatch
     monkeypatch.setenv("RAISE_USER", "alice")
     assert len(serverext.list_namespaces(alice.root)) == 3
 
+
+
+def test_sql_cannot_reach_other_namespaces_by_file(alice: FeatureStore) -> None:
+    from raise_jupyter import FeatureGroupSource, Target, sql_transform
+    from raise_jupyter.errors import DefinitionError
+
+    secret = store(alice.root, "alice", "acme/secret")
+    secret.create_feature_group("salaries", keys="user_id").create_features_from_schema({"user_id": "int64", "pay": "int64"})
+    secret["salaries"].ingest({"user_id": [1], "pay": [100]})
+    alice.grant("bob", "editor", path=NAMESPACE)
+    bob = store(alice.root, "bob")
+    files = f"{alice.root}/tables/acme/secret/**/*.parquet"
+
+    with pytest.raises(DefinitionError, match="table function read_parquet"):
+        bob.sql(f"SELECT * FROM read_parquet('{files}')")
+    with pytest.raises(DefinitionError, match="table function glob"):
+        bob.sql(f"SELECT * FROM glob('{alice.root}/tables/**')")
+    with pytest.raises(DefinitionError, match="not files such as"):
+        bob.sql(f"SELECT * FROM '{files}'")
+    with pytest.raises(DefinitionError, match="table function read_parquet"):
+        query = f"SELECT * FROM read_parquet('{files}')"
+        bob.create_job("leak", [FeatureGroupSource("user-signals")], sql_transform(query), Target("leaked"))
+    assert bob.sql('SELECT count(*) AS n FROM "user-signals"').to_pandas()["n"].tolist() == [1]

@@ -243,11 +243,19 @@ def test_store_root_with_odd_characters(tmp_path: Path, folder: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "catalog.db"])
-def test_sql_cannot_read_store_files_outside_tables(fs: FeatureStore, group, name: str) -> None:
+def test_store_connection_cannot_read_files_outside_tables(fs: FeatureStore, group, name: str) -> None:
+    import duckdb
+
+    from raise_jupyter.engine import duck
+
     (fs.root / "config.yaml").write_text("smtp_url: smtp://user:secret@127.0.0.1:25\n")
     group.ingest(_batch(0, 3))
+    cursor = duck.connection(fs.root).cursor()
 
-    with pytest.raises(QueryError, match="file system operations are disabled|Permission"):
+    with pytest.raises(duckdb.Error, match="file system operations are disabled|Permission"):
+        cursor.execute(f"SELECT * FROM read_text('{fs.root / name}')")
+    with pytest.raises(DefinitionError, match="table function read_text"):
         fs.sql(f"SELECT * FROM read_text('{fs.root / name}')")
 
+    cursor.close()
     assert fs.sql('SELECT count(*) AS n FROM "user-signals"').to_pandas()["n"].tolist() == [3]
