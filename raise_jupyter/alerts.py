@@ -297,7 +297,13 @@ def resolve_group(store: FeatureStore, feature: str, group: str | FeatureGroup |
     from raise_jupyter.group import FeatureGroup
 
     if isinstance(group, FeatureGroup):
-        return group
+        if group.namespace != store.namespace or group._store.root != store.root:
+            raise DefinitionError(
+                f"group {group.namespace}/{group.name} is not in this store's namespace {store.namespace!r}; "
+                "an alert or live table watches a group of its own namespace."
+            )
+        # Look the group up again, so that the check runs as this store's user.
+        return store.get_feature_group(group.name)
     if group is not None:
         return store.get_feature_group(group)
 
@@ -571,10 +577,15 @@ def run_task(root: Path, target_id: int, due_at: dt.datetime | None) -> None:
 
     alerts = tables.alerts
     with _store_catalog(root).read() as conn:
-        row = conn.execute(sa.select(alerts.c.namespace, alerts.c.defined_by).where(alerts.c.id == target_id)).first()
+        row = conn.execute(
+            sa.select(alerts.c.namespace, alerts.c.name, alerts.c.defined_by).where(alerts.c.id == target_id)
+        ).first()
     if row is None:
         raise NotFoundError(f"Alert id {target_id} no longer exists.")
-    evaluate(FeatureStore._for_scheduler(row.namespace, root, row.defined_by), target_id)
+    store = FeatureStore._for_scheduler(row.namespace, root, row.defined_by)
+    # Scheduled evaluations need what evaluate() needs, so an author demoted to viewer stops them.
+    access.check(store._actor, access.EVALUATE, path=row.namespace, kind=KIND, name=row.name)
+    evaluate(store, target_id)
 
 
 def _store_catalog(root: Path) -> Any:
@@ -616,4 +627,8 @@ def send_test_notification(store: FeatureStore, notify_targets: Sequence[str] | 
         else:
             error = row.last_error if row is not None and row.last_error else "not sent yet; the worker retries it"
             outcome[target.target] = f"failed: {error}"
+    audit.record(
+        store._actor, action=access.TEST_NOTIFICATION.action, kind=KIND, name=name, namespace=store.namespace,
+        outcome="ok", detail={"targets": outcome},
+    )
     return outcome

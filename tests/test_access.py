@@ -409,11 +409,25 @@ def test_scheduled_alert_runs_as_its_definer(alice: FeatureStore) -> None:
     alerts.run_task(alice.root, alert._id, None)
     alice.revoke("bob", path="acme/ml")
 
-    with pytest.raises(PermissionDenied, match="bob may not read"):
+    with pytest.raises(PermissionDenied, match="bob may not evaluate alert"):
         alerts.run_task(alice.root, alert._id, None)
-    denied = alice.audit_log(user="bob", action="read")
+    denied = alice.audit_log(user="bob", action="evaluate")
     assert denied["outcome"].tolist() == ["denied"]
     assert denied["detail"][0]["via"] == "scheduler"
+
+
+def test_scheduled_alert_stops_when_definer_is_viewer(alice: FeatureStore) -> None:
+    bob = grant_bob(alice, "editor")
+    alert = bob.create_alert("clicks-high", Aggregation("clicks", ["sum"]), Condition.GREATER_THAN(1), group="user-signals")
+    alice.revoke("bob", "editor", path="acme/ml")
+    alice.grant("bob", "viewer", path="acme/ml")
+    alice.get_feature_group("user-signals").ingest(rows(2))
+    state = alice.get_alert("clicks-high").state
+
+    with pytest.raises(PermissionDenied, match="bob may not evaluate alert acme/ml/engagement/clicks-high"):
+        alerts.run_task(alice.root, alert._id, None)
+
+    assert alice.get_alert("clicks-high").state == state
 
 
 def test_scheduled_live_table_and_job_run_as_definer(alice: FeatureStore) -> None:

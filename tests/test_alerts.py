@@ -459,3 +459,12 @@ def test_deleted_feature_gives_no_data(fs: FeatureStore, signals, caplog: pytest
     assert "cannot run its analysis" in alert.history()["message"].tolist()[0]
     assert ran == 1
     assert scheduler.task_info(open_catalog(fs.root), "alert", alert._id)["last_status"] == "succeeded"
+
+
+def test_alert_on_group_of_other_namespace_rejected(fs: FeatureStore, signals) -> None:
+    other = FeatureStore("acme/other", root=fs.root)
+
+    with pytest.raises(DefinitionError, match="is not in this store's namespace 'acme/other'"):
+        other.create_alert("leak", AVG_CTR, Condition.LESS_THAN(0.01), group=signals)
+
+    assert other.list_alerts() == []
