@@ -77,7 +77,7 @@ def _columns(lineage: Lineage, chains: list[list[_Item]]) -> dict[int, list[_Ite
         columns.setdefault(lineage.layers[node], []).append(node)
     for chain in chains:
         for waypoint in chain[1:-1]:
-            columns[waypoint.layer].append(waypoint)
+            columns.setdefault(waypoint.layer, []).append(waypoint)
 
     neighbours: dict[_Item, list[_Item]] = {}
     for chain in chains:
@@ -116,8 +116,8 @@ def render(lineage: Lineage) -> str:
     layers = sorted(columns)
     widths = {
         layer: max(
-            MIN_BOX_WIDTH,
-            *(int(len(_cut(n.label)) * CHAR_WIDTH) + 20 for n in columns[layer] if not isinstance(n, _Waypoint)),
+            [MIN_BOX_WIDTH]
+            + [int(len(_cut(n.label)) * CHAR_WIDTH) + 20 for n in columns[layer] if not isinstance(n, _Waypoint)]
         )
         for layer in layers
     }

@@ -561,3 +561,16 @@ def test_cycle_upstream_of_root_draws() -> None:
     assert set(lineage.upstream) == {group, job}
     assert sorted(lineage.layers.values()) == [-2, -1, 0]
     assert ET.fromstring(lineage.to_svg()).tag == f"{SVG}svg"
+
+
+def test_two_job_cycle_draws(fs: FeatureStore) -> None:
+    for name in ("a", "b"):
+        group = fs.create_feature_group(name, keys="k")
+        group.create_features_from_schema({"k": "int64", "v": "int64"})
+    fs.create_job("ab", [FeatureGroupSource("a")], sql_transform('SELECT k, v FROM "a"'), Target("b"))
+    fs.create_job("ba", [FeatureGroupSource("b")], sql_transform('SELECT k, v FROM "b"'), Target("a"))
+
+    for reference in ("a", "b", "job:ab", "job:ba", "a.v"):
+        svg = fs.lineage(reference).to_svg()
+
+        assert ET.fromstring(svg).tag == f"{SVG}svg"
