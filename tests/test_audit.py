@@ -246,7 +246,14 @@ def test_scheduled_alert_state_change_is_recorded_as_definer(root: Path) -> None
 
 
 @pytest.mark.parametrize(
-    "statement", ["UPDATE audit_log SET outcome = 'ok'", "DELETE FROM audit_log", "UPDATE audit_log SET user = 'mallory' WHERE id = 1"]
+    "statement",
+    [
+        "UPDATE audit_log SET outcome = 'ok'",
+        "DELETE FROM audit_log",
+        "UPDATE audit_log SET user = 'mallory' WHERE id = 1",
+        "INSERT OR REPLACE INTO audit_log SELECT id, at, 'mallory', action, object_kind, object, namespace, outcome, detail FROM audit_log",
+        "REPLACE INTO audit_log SELECT id, at, 'mallory', action, object_kind, object, namespace, outcome, detail FROM audit_log",
+    ],
 )
 def test_audit_log_is_append_only(root: Path, statement: str) -> None:
     fs = FeatureStore(NAMESPACE, root=root, user="alice")

@@ -22,7 +22,11 @@ depends_on = None
 _TRIGGERS = {
     "audit_log_no_update": "UPDATE",
     "audit_log_no_delete": "DELETE",
+    # INSERT OR REPLACE with an existing id would replace an entry without firing the DELETE
+    # trigger (SQLite fires it only with recursive_triggers on).
+    "audit_log_no_replace": "INSERT",
 }
+_CONDITIONS = {"audit_log_no_replace": "WHEN EXISTS (SELECT 1 FROM audit_log WHERE id = NEW.id) "}
 
 
 def upgrade() -> None:
@@ -66,7 +70,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         for name, statement in _TRIGGERS.items():
             op.execute(
-                f"CREATE TRIGGER {name} BEFORE {statement} ON audit_log "
+                f"CREATE TRIGGER {name} BEFORE {statement} ON audit_log {_CONDITIONS.get(name, '')}"
                 "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
             )
 
