@@ -335,7 +335,8 @@ def _insert_grant(conn: sa.Connection, actor: Actor, user: str, role: str, path:
 def grant(actor: Actor, user: str, role: str, path: str) -> bool:
     """Give ``user`` the ``role`` on ``path``; return False if the grant already existed.
 
-    In a store without grants, the granting user first becomes owner of the whole store.
+    The new role replaces another role of ``user`` on exactly ``path``, so one user has one role
+    per path. In a store without grants, the granting user first becomes owner of the whole store.
     """
     user = validate_user(user)
     role = validate_role(role)
@@ -350,6 +351,10 @@ def grant(actor: Actor, user: str, role: str, path: str) -> bool:
             current = select_grants(conn)
         exists = any(g.user == user and g.role == role and g.path == path for g in current)
         if allowed and not exists:
+            replaced = [g for g in current if g.user == user and g.path == path]
+            if replaced:
+                _check_revocable(current, replaced, user, None, path)
+                _delete_grants(conn, actor, replaced)
             _insert_grant(conn, actor, user, role, path)
     if not allowed:
         check(actor, GRANT, path=path, kind="grant", name=name)

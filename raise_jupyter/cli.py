@@ -106,8 +106,10 @@ def _token(args: argparse.Namespace) -> int:
         else:
             print(listed.to_string(index=False))
     else:
-        tokens.revoke_token(actor, args.token_id)
-        print(f"Revoked token {args.token_id}.")
+        if tokens.revoke_token(actor, args.token_id):
+            print(f"Revoked token {args.token_id}.")
+        else:
+            print(f"Token {args.token_id} was revoked already.")
     return 0
 
 

@@ -338,11 +338,11 @@ class FeatureStore:
 
         return tokens.list_tokens(self._actor)
 
-    def revoke_token(self, token_id: int) -> None:
-        """Revoke the token with id ``token_id``."""
+    def revoke_token(self, token_id: int) -> bool:
+        """Revoke the token with id ``token_id``; return False if it was revoked already."""
         from raise_jupyter import tokens
 
-        tokens.revoke_token(self._actor, token_id)
+        return tokens.revoke_token(self._actor, token_id)
 
     # -- feature groups ---------------------------------------------------------------------
 

@@ -84,20 +84,25 @@ def list_tokens(actor: access.Actor) -> pandas.DataFrame:
     )
 
 
-def revoke_token(actor: access.Actor, token_id: int) -> None:
-    """Revoke a token; the server rejects it from the next request on."""
+def revoke_token(actor: access.Actor, token_id: int) -> bool:
+    """Revoke a token; the server rejects it from the next request on.
+
+    Returns False, and records nothing, when the token was revoked already.
+    """
     access.check(actor, access.REVOKE_TOKEN, path="", kind="token", name=f"token {token_id}")
     t = tables.tokens
     with actor.catalog.write() as conn:
         row = conn.execute(sa.select(t).where(t.c.id == token_id)).first()
         if row is None:
             raise NotFoundError(f"Token {token_id!r} does not exist; 'raise token list' shows the token ids.")
-        if row.revoked_at is None:
-            conn.execute(t.update().where(t.c.id == token_id).values(revoked_at=utcnow()))
+        if row.revoked_at is not None:
+            return False
+        conn.execute(t.update().where(t.c.id == token_id).values(revoked_at=utcnow()))
         audit.record(
             actor, action=access.REVOKE_TOKEN.action, kind="token", name=f"token {token_id}", namespace="",
             outcome="ok", detail={"user": row.user, "token_id": token_id}, conn=conn,
         )
+    return True
 
 
 def user_of_token(catalog: Catalog, token: str) -> str | None:

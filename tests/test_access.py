@@ -233,16 +233,6 @@ def test_revoke_removes_access(alice: FeatureStore) -> None:
     assert alice.get_feature_group("user-signals").count() == 2
 
 
-def test_revoke_one_role_keeps_others(alice: FeatureStore) -> None:
-    alice.grant("bob", "viewer", path="acme/ml")
-    alice.grant("bob", "editor", path="acme/ml")
-
-    alice.revoke("bob", "editor", path="acme/ml")
-
-    assert ("bob", "viewer", "acme/ml") in grants_of(alice)
-    assert ("bob", "editor", "acme/ml") not in grants_of(alice)
-
-
 def test_revoke_below_keeps_grant_above(alice: FeatureStore) -> None:
     alice.grant("bob", "viewer", path="acme")
     alice.grant("bob", "editor", path="acme/ml/engagement")
@@ -499,3 +489,13 @@ def test_sql_cannot_reach_other_namespaces_by_file(alice: FeatureStore) -> None:
         query = f"SELECT * FROM read_parquet('{files}')"
         bob.create_job("leak", [FeatureGroupSource("user-signals")], sql_transform(query), Target("leaked"))
     assert bob.sql('SELECT count(*) AS n FROM "user-signals"').to_pandas()["n"].tolist() == [1]
+
+
+def test_grant_replaces_role_on_same_path(alice: FeatureStore) -> None:
+    alice.grant("bob", "viewer", path="acme/ml")
+    alice.grant("bob", "editor", path="acme/ml")
+
+    assert {g for g in grants_of(alice) if g[0] == "bob"} == {("bob", "editor", "acme/ml")}
+    alice.revoke("bob", "editor", path="acme/ml")
+    with pytest.raises(PermissionDenied, match="bob has no role there"):
+        store(alice.root, "bob").get_feature_group("user-signals")

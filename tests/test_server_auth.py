@@ -175,11 +175,13 @@ def test_revoked_token_gets_401(server: str, governed: FeatureStore) -> None:
     created = governed.create_token("alice")
     assert lookup(server, created.token)[0] == 200
 
-    governed.revoke_token(created.id)
+    first, again = governed.revoke_token(created.id), governed.revoke_token(created.id)
 
     status, body = lookup(server, created.token)
     assert status == 401
     assert "unknown or revoked" in str(body["error"])
+    assert (first, again) == (True, False)
+    assert len(governed.audit_log(path="", action="token_revoke")) == 1
 
 
 def test_server_denials_are_audited(server: str, governed: FeatureStore, tokens: dict[str, str]) -> None:
