@@ -332,6 +332,28 @@ def _insert_grant(conn: sa.Connection, actor: Actor, user: str, role: str, path:
     audit.record(actor, action="grant", kind="grant", name=f"{role} for {user}", namespace=path, outcome="ok", detail=detail, conn=conn)
 
 
+def _grant_namespace_creators(conn: sa.Connection, actor: Actor) -> None:
+    """Make the creator of each namespace of an open store its owner, at the store's first grant.
+
+    The creator is the user of the namespace's first group creation in the audit log. Without
+    this, the first grant would lock out everyone but the granter from their own namespaces.
+    """
+    log = tables.audit_log
+    groups = tables.feature_groups
+    live_namespaces = set(conn.execute(sa.select(groups.c.namespace).distinct()).scalars())
+    first = (
+        sa.select(log.c.namespace, log.c.user)
+        .where(log.c.action == "define", log.c.object_kind == "feature_group", log.c.outcome == "ok")
+        .order_by(log.c.id)
+    )
+    owners: dict[str, str] = {}
+    for namespace, user in conn.execute(first):
+        owners.setdefault(namespace, user)
+    for namespace, user in sorted(owners.items()):
+        if namespace in live_namespaces and user != actor.user:
+            _insert_grant(conn, actor, user, "owner", namespace, reason="created the namespace before the first grant")
+
+
 def grant(actor: Actor, user: str, role: str, path: str) -> bool:
     """Give ``user`` the ``role`` on ``path``; return False if the grant already existed.
 
@@ -348,6 +370,7 @@ def grant(actor: Actor, user: str, role: str, path: str) -> bool:
         allowed = not current or has_role(current, actor.user, path, "owner")
         if allowed and not current:
             _insert_grant(conn, actor, actor.user, "owner", "", reason="first grant of the store")
+            _grant_namespace_creators(conn, actor)
             current = select_grants(conn)
         exists = any(g.user == user and g.role == role and g.path == path for g in current)
         if allowed and not exists:

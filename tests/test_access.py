@@ -499,3 +499,16 @@ def test_grant_replaces_role_on_same_path(alice: FeatureStore) -> None:
     alice.revoke("bob", "editor", path="acme/ml")
     with pytest.raises(PermissionDenied, match="bob has no role there"):
         store(alice.root, "bob").get_feature_group("user-signals")
+
+
+def test_first_grant_keeps_namespace_creators_owners(root: Path) -> None:
+    work = store(root, "bob", "bob/work")
+    work.create_feature_group("trials")
+    lead = store(root, "lead", "team")
+    lead.create_feature_group("shared")
+
+    lead.grant("carol", "viewer", path="team")
+
+    assert ("bob", "owner", "bob/work") in grants_of(lead)
+    assert ("lead", "owner", "") in grants_of(lead)
+    assert [g.name for g in work.list_feature_groups()] == ["trials"]
