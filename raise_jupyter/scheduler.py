@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from raise_jupyter.engine import tables
 from raise_jupyter.engine.catalog import Catalog, as_utc, utcnow
-from raise_jupyter.errors import DefinitionError, NotFoundError, StoreError
+from raise_jupyter.errors import DefinitionError, NotFoundError, PermissionDenied, StoreError
 from raise_jupyter.schedule import Schedule, parse_schedule
 
 __all__ = [
@@ -438,6 +438,10 @@ def _run_claimed(root: Path, catalog: Catalog, claim: _Claim, owner: str, lease_
                 # Only when unregister_handler() ran after the claim.
                 raise LookupError(f"No handler is registered for task kind {claim.kind!r}.")
             handler(root, claim.target_id, claim.due_at)
+        except PermissionDenied as exception:
+            # Expected after a role change; the message says who may grant the role, a traceback adds nothing.
+            logger.warning("Task %s %d due at %s was denied: %s", claim.kind, claim.target_id, claim.due_at.isoformat(), exception)
+            error = f"PermissionDenied: {exception}"[:MAX_ERROR_CHARS]
         except Exception as exception:
             logger.exception("Task %s %d due at %s failed", claim.kind, claim.target_id, claim.due_at.isoformat())
             error = f"{type(exception).__name__}: {exception}"[:MAX_ERROR_CHARS]
