@@ -21,6 +21,7 @@ import getpass
 import inspect
 import os
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -108,10 +109,20 @@ class Grant:
 
 
 def validate_user(user: object) -> str:
-    """Return ``user`` if it is a valid user name: 1 to 200 characters without whitespace."""
-    if not isinstance(user, str) or not user or len(user) > MAX_USER_LENGTH or any(c.isspace() for c in user):
+    """Return ``user`` if it is a valid user name: 1 to 200 visible characters, no whitespace.
+
+    Control and format characters (such as a zero-width space) are rejected too, because they
+    would make two different names look alike in grants and the audit log.
+    """
+    invalid = (
+        not isinstance(user, str)
+        or not user
+        or len(user) > MAX_USER_LENGTH
+        or any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in user)
+    )
+    if invalid:
         raise DefinitionError(
-            f"User name {user!r} is invalid: use 1 to {MAX_USER_LENGTH} characters without spaces, such as 'alice'."
+            f"User name {user!r} is invalid: use 1 to {MAX_USER_LENGTH} visible characters without spaces, such as 'alice'."
         )
     return user
 

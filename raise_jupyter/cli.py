@@ -56,7 +56,14 @@ def _info(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from raise_jupyter.server import serve
+    from raise_jupyter.store import resolve_root
 
+    print(
+        f"Serving {args.namespace} from {resolve_root(args.root)} on http://{args.host}:{args.port} "
+        "(every endpoint but /health needs a token from 'raise token create USER'; Ctrl-C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
     serve(args.namespace, root=args.root, host=args.host, port=args.port)
     return 0
 
@@ -85,10 +92,15 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _token_actor(args: argparse.Namespace) -> object:
     from raise_jupyter import access
+    from raise_jupyter.errors import NotFoundError
     from raise_jupyter.store import open_catalog, resolve_root
 
+    root = resolve_root(args.root)
+    if not (root / "catalog.db").exists() and not (root / "config.yaml").exists():
+        # A mistyped --root would otherwise create an empty store whose tokens no server knows.
+        raise NotFoundError(f"No store at {root}; pass the --root of the store that raise serve uses, or set RAISE_HOME.")
     # The acting user is $RAISE_USER, else the operating-system user, as for FeatureStore.
-    return access.Actor(access.resolve_user(None), open_catalog(resolve_root(args.root)))
+    return access.Actor(access.resolve_user(None), open_catalog(root))
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -512,3 +512,11 @@ def test_first_grant_keeps_namespace_creators_owners(root: Path) -> None:
     assert ("bob", "owner", "bob/work") in grants_of(lead)
     assert ("lead", "owner", "") in grants_of(lead)
     assert [g.name for g in work.list_feature_groups()] == ["trials"]
+
+
+@pytest.mark.parametrize("name", ["alice\u200b", "ali\x00ce", "\x1b[31malice", "a b"])
+def test_user_names_that_look_alike_rejected(root: Path, name: str) -> None:
+    from raise_jupyter.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match="is invalid: use 1 to 200 visible characters"):
+        FeatureStore(NAMESPACE, root=root, user=name)

@@ -218,6 +218,7 @@ def test_open_store_serves_any_valid_token(open_server: tuple[str, FeatureStore]
 def test_token_command_creates_lists_and_revokes(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAISE_USER", "alice")
     root = tmp_path / "cli-store"
+    FeatureStore("acme", root=root)
 
     assert cli.main(["token", "create", "bob", "--root", str(root)]) == 0
     created = capsys.readouterr().out.splitlines()
@@ -233,6 +234,15 @@ def test_token_command_creates_lists_and_revokes(tmp_path: Path, capsys: pytest.
     stored = FeatureStore("acme", root=root).list_tokens()
     assert stored["user"].tolist() == ["bob"]
     assert stored["revoked_at"].notna().all()
+
+
+def test_token_command_needs_an_existing_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "typo"
+
+    assert cli.main(["token", "list", "--root", str(missing)]) == 1
+
+    assert f"No store at {missing}" in capsys.readouterr().err
+    assert not missing.exists()
 
 
 def test_token_command_needs_store_owner(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
