@@ -209,7 +209,7 @@ def delete_dependents(catalog: Catalog, conn: sa.Connection, dependents: Depende
         scheduler.remove_task(conn, "live_table", int(live.id))
         conn.execute(tables.live_tables.delete().where(tables.live_tables.c.id == live.id))
     for job in dependents.jobs:
-        # NOTE: a run of this job in progress keeps running; its final catalog update finds no row.
+        # A run of this job in progress goes on until it would write; it then finds its run gone and drops its output.
         scheduler.remove_task(conn, "job", int(job.id))
         conn.execute(tables.jobs.delete().where(tables.jobs.c.id == job.id))
     if dependents:

@@ -621,6 +621,11 @@ def _execute(store: FeatureStore, run: JobRun, plan: _Plan, full: bool) -> None:
         output = _transform(store, run, plan, tables_by_group)
         if run._cancel.is_set():
             raise JobCancelled("cancelled")
+        if not _run_exists(store, run.id):
+            # The job was deleted during the run, perhaps with its target group by a cascade;
+            # writing now would create that group again.
+            logger.warning("Job %s was deleted during run %d; its output is dropped", plan.job_name, run.id)
+            raise JobCancelled("the job was deleted")
         run._state.phase = "writing target"
         run._state.target_version = _write_target(store, plan, output, tables_by_group)
         _finish(store, run, "succeeded", positions=positions)
@@ -786,6 +791,12 @@ def _run_python(run: JobRun, transform: PythonTransform, source: pa.Table) -> pa
         parts.append(input_sources.to_arrow_table(result).replace_schema_metadata(None))
         run._state.rows_done += batch.num_rows
     return pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({})
+
+
+def _run_exists(store: FeatureStore, run_id: int) -> bool:
+    runs = tables.job_runs
+    with store._catalog.read() as conn:
+        return conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is not None
 
 
 def _write_target(store: FeatureStore, plan: _Plan, output: pa.Table, sources: dict[str, pa.Table]) -> int | None:

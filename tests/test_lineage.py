@@ -574,3 +574,32 @@ def test_two_job_cycle_draws(fs: FeatureStore) -> None:
         svg = fs.lineage(reference).to_svg()
 
         assert ET.fromstring(svg).tag == f"{SVG}svg"
+
+
+def test_running_job_does_not_recreate_cascaded_target(fs: FeatureStore, signals) -> None:
+    import threading
+
+    from raise_jupyter.transforms import python_transform
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_copy(frame: pd.DataFrame) -> pd.DataFrame:
+        started.set()
+        release.wait(30)
+        return frame[["user_id", "ts", "clicks"]]
+
+    ingest(signals, day=1)
+    job = fs.create_job("slow", [FeatureGroupSource("user-signals")], python_transform(slow_copy), Target("copied"))
+    release.set()
+    job.run(full=True).wait()
+    release.clear()
+    started.clear()
+    run = job.run(full=True)
+    started.wait(30)
+
+    fs.delete_feature_group("copied", cascade=True)
+    release.set()
+    run.wait(30)
+
+    assert "copied" not in [g.name for g in fs.list_feature_groups()]
+    assert fs.list_jobs() == []
