@@ -361,7 +361,10 @@ def _grant_namespace_creators(conn: sa.Connection, actor: Actor) -> None:
     for namespace, user in conn.execute(first):
         owners.setdefault(namespace, user)
     for namespace, user in sorted(owners.items()):
-        if namespace in live_namespaces and user != actor.user:
+        # As when a namespace is created later: owning a path that holds another user's
+        # namespace below it would give control of that namespace too.
+        below = [n for n in live_namespaces if n.startswith(f"{namespace}/")]
+        if namespace in live_namespaces and user != actor.user and all(owners.get(n) == user for n in below):
             _insert_grant(conn, actor, user, "owner", namespace, reason="created the namespace before the first grant")
 
 

@@ -135,11 +135,20 @@ def _failure(error: BaseException, saved: Path) -> str:
     import nbclient.exceptions
 
     if isinstance(error, nbclient.exceptions.CellExecutionError):
-        return f"A cell raised {error.ename}: {_ANSI.sub('', str(error.evalue))}"
+        if error.ename and error.ename != "NoneType":
+            return f"A cell raised {error.ename}: {_ANSI.sub('', str(error.evalue))}"
+        # Some errors, such as those raised while loading an extension, arrive without a name;
+        # the traceback's last "Name: message" line has it.
+        lines = [line.strip() for line in _ANSI.sub("", str(error)).splitlines()]
+        named = [line for line in lines if _ERROR_LINE.match(line)]
+        return f"A cell raised {named[-1] if named else 'an error'}"
     if isinstance(error, nbclient.exceptions.DeadKernelError):
         return f"The kernel died; its messages are in {saved / 'kernel.log'}."
     return f"{type(error).__name__}: {_ANSI.sub('', str(error))}"
 
+
+# The last line of a Python traceback, such as "PermissionDenied: alice may not read ...".
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Denied|Exception|Interrupt|Exit): ")
 
 # Terminal colour codes in tracebacks that nbclient passes on.
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

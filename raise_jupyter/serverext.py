@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,10 @@ def catalog_url(root: Path) -> str | None:
     path = root / "catalog.db"
     if not path.is_file():
         return None
-    # Read-only: the server never migrates, creates or writes a catalog.
-    return f"sqlite:///file:{path}?mode=ro&uri=true"
+    # Read-only: the server never migrates, creates or writes a catalog. The path is quoted for
+    # the file: URI, and its "%" escaped again for SQLAlchemy's URL parsing.
+    quoted = urllib.parse.quote(str(path)).replace("%", "%25")
+    return f"sqlite:///file:{quoted}?mode=ro&uri=true"
 
 
 def catalog_exists(root: Path) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import shutil
 import threading
+import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -53,10 +55,17 @@ def resolve_root(root: str | os.PathLike[str] | None) -> Path:
 
 
 def _catalog_url(root: Path) -> str:
-    return setting(root, "catalog_url") or f"sqlite:///{root / 'catalog.db'}"
+    # Built by SQLAlchemy, so that "?", "#" and "%" in the root are escaped in the URL.
+    default = sa.engine.URL.create("sqlite", database=str(root / "catalog.db")).render_as_string()
+    return setting(root, "catalog_url") or default
 
 
 def _make_root(root: Path) -> None:
+    unusable = sorted({c for c in str(root) if c in "[]" or unicodedata.category(c) == "Cc"})
+    unusable += re.findall(r"%[0-9A-Fa-f]{2}", str(root))
+    if unusable:
+        # Delta Lake's object-store paths reject these characters and decode %XX sequences.
+        raise StoreError(f"Store root {str(root)!r} contains {unusable}, which Delta Lake cannot use in paths; pass another root.")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -105,6 +114,16 @@ def _check_single_select(query: str) -> None:
     _check_no_file_reads(query)
 
 
+def _names_a_file(node: dict[str, Any]) -> bool:
+    """Return whether a table reference can make DuckDB read a file, as "x.parquet" or "dir".parquet do."""
+    if any(c in str(node.get("table_name", "")) for c in "./\\"):
+        return True
+    # Groups and live tables are unqualified views; a schema or catalog such as "/data/x" in
+    # "/data/x".parquet is a file path that DuckDB's replacement scan would read.
+    qualifiers = {str(node.get("schema_name") or "").lower(), str(node.get("catalog_name") or "").lower()}
+    return not qualifiers <= {"", "main", "temp", "memory"}
+
+
 # Table functions that compute rows instead of reading them from files.
 _ROW_FUNCTIONS = {"range", "generate_series", "unnest"}
 
@@ -138,10 +157,9 @@ def _check_no_file_reads(query: str) -> None:
                     f"sql() does not run the table function {name}(): queries read feature groups and live "
                     "tables by name, such as SELECT * FROM \"user-signals\". Use DuckDB directly for files."
                 )
-        if node.get("type") == "BASE_TABLE" and any(c in str(node.get("table_name", "")) for c in "./\\"):
-            raise DefinitionError(
-                f"sql() reads feature groups and live tables by name, not files such as {node.get('table_name')!r}."
-            )
+        if node.get("type") == "BASE_TABLE" and _names_a_file(node):
+            name = ".".join(str(node.get(k)) for k in ("catalog_name", "schema_name", "table_name") if node.get(k))
+            raise DefinitionError(f"sql() reads feature groups and live tables by name, not files such as {name!r}.")
         stack.extend(node.values())
 
 

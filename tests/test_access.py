@@ -485,6 +485,8 @@ def test_sql_cannot_reach_other_namespaces_by_file(alice: FeatureStore) -> None:
         bob.sql(f"SELECT * FROM glob('{alice.root}/tables/**')")
     with pytest.raises(DefinitionError, match="not files such as"):
         bob.sql(f"SELECT * FROM '{files}'")
+    with pytest.raises(DefinitionError, match="not files such as"):
+        bob.sql(f'SELECT * FROM "{files.removesuffix(".parquet")}".parquet')
     with pytest.raises(DefinitionError, match="table function read_parquet"):
         query = f"SELECT * FROM read_parquet('{files}')"
         bob.create_job("leak", [FeatureGroupSource("user-signals")], sql_transform(query), Target("leaked"))
@@ -520,3 +522,14 @@ def test_user_names_that_look_alike_rejected(root: Path, name: str) -> None:
 
     with pytest.raises(DefinitionError, match="is invalid: use 1 to 200 visible characters"):
         FeatureStore(NAMESPACE, root=root, user=name)
+
+
+def test_first_grant_gives_no_path_above_anothers_namespace(root: Path) -> None:
+    store(root, "carol", "acme/ml").create_feature_group("models")
+    store(root, "dave", "acme").create_feature_group("scratch")
+    lead = store(root, "lead", "team")
+
+    lead.grant("bob", "viewer", path="team")
+
+    assert ("carol", "owner", "acme/ml") in grants_of(lead)
+    assert ("dave", "owner", "acme") not in grants_of(lead)

@@ -226,7 +226,7 @@ def test_sql_unknown_group_lists_groups(fs: FeatureStore, group) -> None:
         fs.sql("SELECT * FROM user_signals")
 
 
-@pytest.mark.parametrize("folder", ["with space", "josé", "50% off", "a#b@c:d$e{f;g&h=i,j'k", "q?r"])
+@pytest.mark.parametrize("folder", ["with space", "josé", "50% off", "a#b@c:d$e{f;g&h=i,j'k", "q?r#s"])
 def test_store_root_with_odd_characters(tmp_path: Path, folder: str) -> None:
     fs = FeatureStore("acme/ml", root=tmp_path / folder)
     group = fs.create_feature_group("signals", keys="user_id", online=True)
@@ -240,6 +240,17 @@ def test_store_root_with_odd_characters(tmp_path: Path, folder: str) -> None:
     assert fs.sql('SELECT sum("double") AS total FROM signals').to_pandas()["total"].tolist() == [24]
     assert group.compact()["files_merged"] == 2
     assert fs.get_online_features(["signals.double"], entities={"user_id": [3]}).to_pandas()["double"].tolist() == [10]
+    assert (tmp_path / folder / "catalog.db").is_file()
+
+
+@pytest.mark.parametrize("folder", ["a%41b", "br]x", "tab\tx"])
+def test_store_root_delta_cannot_use_rejected(tmp_path: Path, folder: str) -> None:
+    from raise_jupyter import StoreError
+
+    with pytest.raises(StoreError, match="which Delta Lake cannot use in paths"):
+        FeatureStore("acme/ml", root=tmp_path / folder)
+
+    assert not (tmp_path / folder).exists()
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "catalog.db"])

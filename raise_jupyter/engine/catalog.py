@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,7 +229,8 @@ class Catalog:
             connections = _watchers.connections = {}
         watcher = connections.get(self.url)
         if watcher is None:
-            path = self.engine.url.database
+            # A file: URI decodes %XX and ends the path at "?" or "#", so quote the path.
+            path = urllib.parse.quote(str(self.engine.url.database))
             watcher = connections[self.url] = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         return watcher.execute("PRAGMA data_version").fetchone()[0]
 
