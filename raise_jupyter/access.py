@@ -361,7 +361,7 @@ def _grant_namespace_creators(conn: sa.Connection, actor: Actor) -> None:
     for namespace, user in conn.execute(first):
         owners.setdefault(namespace, user)
     for namespace, user in sorted(owners.items()):
-        # As when a namespace is created later: owning a path that holds another user's
+        # As when a namespace is created later: owning a path that contains another user's
         # namespace below it would give control of that namespace too.
         below = [n for n in live_namespaces if n.startswith(f"{namespace}/")]
         if namespace in live_namespaces and user != actor.user and all(owners.get(n) == user for n in below):
@@ -454,7 +454,7 @@ def claim_namespace(conn: sa.Connection, actor: Actor, namespace: str) -> None:
     if not current or has_role(current, actor.user, namespace, "owner"):
         return
     groups = tables.feature_groups
-    # Ownership of a path covers every namespace below it, so only a path that holds no other
+    # Ownership of a path covers every namespace below it, so only a path that contains no other
     # group, in it or below it, is new; a group in "acme" must not make its creator owner of
     # "acme/ml", which someone else created.
     below = sa.or_(groups.c.namespace == namespace, groups.c.namespace.startswith(f"{namespace}/", autoescape=True))
