@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 import raise_jupyter
+from _memory import reset_peak_rss, status_kib  # noqa: F401 - re-exported for the bench scripts
 
 
 @dataclass
@@ -56,25 +57,6 @@ def timed(operation: Callable[[], object]) -> float:
 def alternate(sides: list[str], repeat: int) -> list[str]:
     """Return ``sides`` in run order for ``repeat``: as given on even repeats, reversed on odd ones."""
     return sides if repeat % 2 == 0 else sides[::-1]
-
-
-def status_kib(field_name: str) -> int:
-    """Return a size field of ``/proc/self/status``, such as ``VmRSS`` or ``VmHWM``, in KiB (Linux only)."""
-    with open("/proc/self/status", encoding="utf-8") as status:
-        for line in status:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field_name} field")
-
-
-def reset_peak_rss() -> bool:
-    """Reset the process's peak RSS, VmHWM (Linux 4.0 and later); return False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
 
 
 def machine_description() -> dict[str, str]:

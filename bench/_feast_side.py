@@ -40,13 +40,13 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _memory import run_phase
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
@@ -69,49 +69,6 @@ def compute_ctr(inputs: pd.DataFrame) -> pd.DataFrame:
     impressions = inputs["impressions"]
     return pd.DataFrame({"ctr": inputs["clicks"] / impressions.where(impressions != 0)})
 
-
-# -- peak memory (Linux) ----------------------------------------------------------------------
-
-
-def status_kib(field_name: str) -> int:
-    """Return a size field of ``/proc/self/status``, such as ``VmRSS`` or ``VmHWM``, in KiB."""
-    with open("/proc/self/status", encoding="utf-8") as status:
-        for line in status:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field_name} field")
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux 4.0 and later), returning False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def run_phase(operation: Callable[[], Any], memory: bool) -> tuple[Any, dict[str, Any]]:
-    """Run ``operation`` once after a garbage collection and return its result and measurements.
-
-    The measurements are ``seconds`` and, with ``memory``, ``before_mib`` (RSS before),
-    ``peak_mib`` (peak RSS while it ran, read while the result is still held) and ``reset``
-    (whether the peak could be reset first).
-    """
-    gc.collect()
-    facts: dict[str, Any] = {}
-    if memory:
-        facts["reset"] = reset_peak_rss()
-        facts["before_mib"] = status_kib("VmRSS") / 1024
-
-    start = time.perf_counter()
-    result = operation()
-    facts["seconds"] = time.perf_counter() - start
-
-    if memory:
-        facts["peak_mib"] = status_kib("VmHWM") / 1024
-    return result, facts
 
 
 # -- the Feast repository ---------------------------------------------------------------------

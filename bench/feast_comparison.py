@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _common import Timings, alternate, render_run_header, reset_peak_rss, status_kib, write_section
+from _common import Timings, alternate, render_run_header, write_section
 from _feast_scenario import (
     CTR_TOLERANCE,
     DAYS,
@@ -71,6 +70,7 @@ from _feast_scenario import (
     materialize_window,
     online_check_keys,
 )
+from _memory import run_phase
 from _feast_venv import FEAST_REQUIREMENT, FeastWorker, default_venv, ensure_feast_venv
 
 from raise_jupyter import FeatureStore
@@ -168,28 +168,6 @@ class RaiseSide:
         self.groups.pop(label, None)
         gc.collect()
         shutil.rmtree(self.root(label), ignore_errors=True)
-
-
-def run_phase(operation: Callable[[], Any], memory: bool) -> tuple[Any, dict[str, Any]]:
-    """Run ``operation`` once after a garbage collection and return its result and measurements.
-
-    The measurements are ``seconds`` and, with ``memory``, ``before_mib`` (RSS before),
-    ``peak_mib`` (``VmHWM`` after resetting it, read while the result is still held) and
-    ``reset`` (whether the peak could be reset first).
-    """
-    gc.collect()
-    facts: dict[str, Any] = {}
-    if memory:
-        facts["reset"] = reset_peak_rss()
-        facts["before_mib"] = status_kib("VmRSS") / 1024
-
-    start = time.perf_counter()
-    result = operation()
-    facts["seconds"] = time.perf_counter() - start
-
-    if memory:
-        facts["peak_mib"] = status_kib("VmHWM") / 1024
-    return result, facts
 
 
 # -- the Feast side, as seen from here --------------------------------------------------------

@@ -6,7 +6,7 @@ the whole store. A user's role on a path is the highest role of the grants that 
 
 A store without any grant is open: every local user may do everything, so a single researcher
 never meets access control. The first grant ends that. It first makes the granting user owner of
-the whole store, so that nobody is locked out.
+the whole store, so that the granter keeps control.
 
 Identity is claimed, not proven: a local user picks it with ``user=`` or ``$RAISE_USER``, and
 anyone with file access to the store can change the catalog directly. The HTTP server, which
@@ -454,9 +454,9 @@ def claim_namespace(conn: sa.Connection, actor: Actor, namespace: str) -> None:
     if not current or has_role(current, actor.user, namespace, "owner"):
         return
     groups = tables.feature_groups
-    # Ownership of a path covers every namespace below it, so only a path that contains no other
-    # group, in it or below it, is new; a group in "acme" must not make its creator owner of
-    # "acme/ml", which someone else created.
+    # Ownership of a path covers every namespace below it. So a path is new only when it and the
+    # paths below it contain no other group: a group in "acme" must not make its creator owner
+    # of "acme/ml", which someone else created.
     below = sa.or_(groups.c.namespace == namespace, groups.c.namespace.startswith(f"{namespace}/", autoescape=True))
     count = conn.execute(sa.select(sa.func.count()).select_from(groups).where(below)).scalar()
     if count == 1:

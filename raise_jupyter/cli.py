@@ -97,7 +97,7 @@ def _token_actor(args: argparse.Namespace) -> object:
 
     root = resolve_root(args.root)
     if not (root / "catalog.db").exists() and not (root / "config.yaml").exists():
-        # A mistyped --root would otherwise create an empty store whose tokens no server knows.
+        # A mistyped --root would otherwise create an empty store whose tokens no server accepts.
         raise NotFoundError(f"No store at {root}; pass the --root of the store that raise serve uses, or set RAISE_HOME.")
     # The acting user is $RAISE_USER, else the operating-system user, as for FeatureStore.
     return access.Actor(access.resolve_user(None), open_catalog(root))

@@ -106,7 +106,7 @@ def job_source_columns(job: Any, source: Mapping[str, Any]) -> set[str]:
     cannot be deleted.
     """
     # NOTE: the columns a sql_transform query uses are not parsed, so deleting one of them is
-    # not rejected; the job's next run then fails its check and names the missing column.
+    # not rejected. The job's next run then fails its check and names the missing column.
     columns = {str(c).lower() for c in source.get("columns") or ()}
     columns.update(_expression_columns(source.get("where"), what="the source's where filter"))
     transform = job.transform or {}

@@ -368,7 +368,7 @@ def _longest_paths(root: Node, edges: list[Edge], *, forward: bool) -> dict[Node
     """Return each node's number of edges on the longest path from ``root`` along ``edges``.
 
     A job that writes a group it reads makes a cycle, so the relaxation stops after as many
-    rounds as there are nodes; nodes on a cycle then get a large but finite depth.
+    rounds as there are nodes. Nodes on a cycle then get a large but finite depth.
     """
     depths = {root: 0}
     nodes = {e.source for e in edges} | {e.target for e in edges}

@@ -439,7 +439,7 @@ def _run_claimed(root: Path, catalog: Catalog, claim: _Claim, owner: str, lease_
                 raise LookupError(f"No handler is registered for task kind {claim.kind!r}.")
             handler(root, claim.target_id, claim.due_at)
         except PermissionDenied as exception:
-            # Expected after a role change; the message says who may grant the role, a traceback adds nothing.
+            # Expected after a role change. The message names who may grant the role, so a traceback adds nothing.
             logger.warning("Task %s %d due at %s was denied: %s", claim.kind, claim.target_id, claim.due_at.isoformat(), exception)
             error = f"PermissionDenied: {exception}"[:MAX_ERROR_CHARS]
         except Exception as exception:

@@ -118,8 +118,8 @@ def _names_a_file(node: dict[str, Any]) -> bool:
     """Return whether a table reference can make DuckDB read a file, as "x.parquet" or "dir".parquet do."""
     if any(c in str(node.get("table_name", "")) for c in "./\\"):
         return True
-    # Groups and live tables are unqualified views; a schema or catalog such as "/data/x" in
-    # "/data/x".parquet is a file path that DuckDB's replacement scan would read.
+    # Groups and live tables are unqualified views. A schema or catalog such as "/data/x" in
+    # "/data/x".parquet is a file path, which DuckDB's replacement scan would read.
     qualifiers = {str(node.get("schema_name") or "").lower(), str(node.get("catalog_name") or "").lower()}
     return not qualifiers <= {"", "main", "temp", "memory"}
 
@@ -131,8 +131,8 @@ _ROW_FUNCTIONS = {"range", "generate_series", "unnest"}
 def _check_no_file_reads(query: str) -> None:
     """Reject table functions and file names in FROM, so a query reads only groups and live tables.
 
-    The connection may read every namespace's table files; access control decides which groups
-    a query may name, so it must not reach files by path, such as read_parquet('.../*.parquet').
+    The connection may read every namespace's table files. Access control decides which groups
+    a query may name, so a query must not reach files by path, as read_parquet('.../*.parquet') would.
     """
     import json
 

@@ -8,8 +8,17 @@ import email.policy
 import http.server
 import json
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -104,3 +113,32 @@ class WebhookHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+RAISE_SERVE_STARTUP_S = 60.0
+
+
+def run_raise_serve(root: Path, namespace: str) -> Iterator[str]:
+    """Start ``raise serve`` on a free port of 127.0.0.1, yield its base URL, then stop it.
+
+    Written as a generator for pytest fixtures: ``yield from run_raise_serve(root, namespace)``.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "raise_jupyter.cli", "--root", str(root), "serve", namespace, "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + RAISE_SERVE_STARTUP_S
+
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=5):
+                break
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read().decode() if process.stdout else ""
+                pytest.fail(f"raise serve did not start:\n{output}")
+            time.sleep(0.1)
+
+    yield base
+    process.terminate()
+    process.wait(timeout=10)

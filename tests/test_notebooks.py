@@ -103,7 +103,8 @@ def test_flights_notebook(tmp_path: Path) -> None:
     last = unique.sort_values("time_hour").groupby("tailnum").last()
     online = first["fs.get_online_features("]["text"]
     assert f"N14228  {last.loc['N14228', 'dest']}" in online
-    assert "N000XX" in online and "missing" in online
+    assert "N000XX" in online
+    assert "missing" in online
 
     store = FeatureStore("demo/flights", root=home)
     assert store.get_feature_group("flights").count() == len(unique)

@@ -244,7 +244,7 @@ def test_store_root_with_odd_characters(tmp_path: Path, folder: str) -> None:
 
 
 @pytest.mark.parametrize("folder", ["a%41b", "br]x", "tab\tx"])
-def test_store_root_delta_cannot_use_rejected(tmp_path: Path, folder: str) -> None:
+def test_unusable_store_root_rejected(tmp_path: Path, folder: str) -> None:
     from raise_jupyter import StoreError
 
     with pytest.raises(StoreError, match="which Delta Lake cannot use in paths"):

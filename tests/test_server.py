@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,15 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from raise_jupyter import FeatureStore
+from servers import run_raise_serve
 
 NAMESPACE = "acme/ml/engagement"
-STARTUP_LIMIT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # The bearer token of the module's store, set by the store fixture.
@@ -62,23 +52,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
 
 @pytest.fixture(scope="module")
 def server(store: FeatureStore) -> Iterator[str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "raise_jupyter.cli", "--root", str(store.root), "serve", NAMESPACE, "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_LIMIT_S
-    while True:
-        try:
-            _request(f"{base}/health")
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"raise serve did not start:\n{output}")
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    yield from run_raise_serve(store.root, NAMESPACE)
 
 
 def test_server_health(server: str) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from raise_jupyter import FeatureStore, cli
-from servers import free_port
+from servers import run_raise_serve
 
 NAMESPACE = "acme/ml/engagement"
-STARTUP_LIMIT_S = 60.0
 LOOKUP = {"features": ["user-signals.clicks"], "entities": {"user_id": [1]}}
 
 
@@ -47,26 +43,6 @@ def build_store(root: Path) -> FeatureStore:
     return fs
 
 
-def start_server(root: Path) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "raise_jupyter.cli", "--root", str(root), "serve", NAMESPACE, "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_LIMIT_S
-    while True:
-        try:
-            request(f"{base}/health")
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"raise serve did not start:\n{output}")
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def governed(tmp_path_factory: pytest.TempPathFactory) -> FeatureStore:
     """A store whose owner alice has granted roles; grants change per test, tokens stay."""
@@ -81,7 +57,7 @@ def tokens(governed: FeatureStore) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(governed: FeatureStore, tokens: dict[str, str]) -> Iterator[str]:
     governed.grant("carol", "viewer", path="acme/other")
-    yield from start_server(governed.root)
+    yield from run_raise_serve(governed.root, NAMESPACE)
 
 
 @pytest.fixture
@@ -199,7 +175,7 @@ def test_server_denials_are_audited(server: str, governed: FeatureStore, tokens:
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FeatureStore]]:
     fs = build_store(tmp_path_factory.mktemp("open"))
-    for base in start_server(fs.root):
+    for base in run_raise_serve(fs.root, NAMESPACE):
         yield base, fs
 
 

@@ -41,16 +41,17 @@ def _new_connection() -> duckdb.DuckDBPyConnection:
 
 
 def connection(root: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """Return the connection that may read files under ``root`` only (no files when None)."""
+    """Return the connection that may read the tables and live tables of ``root`` only (no files when None)."""
     key = str(root) if root is not None else ""
     with _lock:
         con = _store_connections.get(key)
         if con is None:
             con = _new_connection()
-            # Only the tables and live-table results: the root also holds config.yaml, whose SMTP
+            # Only the tables and live-table results: the root also contains config.yaml, whose SMTP
             # URL may carry a password, and the catalog.
-            directories = [f"{str(root / folder).rstrip('/')}/" for folder in ("tables", "live")] if root is not None else []
+            directories = []
             if root is not None:
+                directories = [f"{root / folder}/" for folder in ("tables", "live")]
                 # Spill files of large queries go under the root, not the working directory.
                 spill = root / "tmp" / "duckdb"
                 spill.mkdir(parents=True, exist_ok=True)
